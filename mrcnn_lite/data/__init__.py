@@ -1,0 +1,1 @@
+"""COCO-format data: the synthetic shapes generator, mask codecs, the dataset, transforms and loaders."""
