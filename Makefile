@@ -3,7 +3,7 @@
 #   make test      - set up .venv, generate the data, run the unit tests and pytest --nbval over notebooks/
 # Both are idempotent: each step is skipped when its output is newer than its inputs.
 
-PYTHON   ?= python3.11
+PYTHON   ?= $(shell command -v python3.11 || command -v python3)
 VENV     := .venv
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.mrcnn_lite-installed
@@ -30,7 +30,9 @@ venv: $(STAMP)
 
 # Requirements come from pyproject.toml (one source of truth); torch goes in first so that the
 # package (and, later, its C++/CUDA extension) builds against it without build isolation.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard setup.py mrcnn_lite/csrc/*)
+	@$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11), \
+	  f'mrcnn_lite needs Python 3.11; $(PYTHON) is {sys.version.split()[0]} (set PYTHON=/path/to/python3.11)'"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "setuptools>=70" wheel
 	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > $(VENV)/requirements.txt
@@ -57,13 +59,12 @@ nbval: $(STAMP) $(DATA_OK)
 	$(PY) -m pytest --nbval $(NOTEBOOKS) --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 	  --nbval-kernel-name python3 -p no:cacheprovider $(PYTEST_ARGS)
 
-test: $(STAMP) $(DATA_OK)
+test: $(STAMP) $(DATA_OK) lint
 	$(PY) -m pytest tests $(NOTEBOOKS) --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 	  --nbval-kernel-name python3 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check mrcnn_lite tests notebooks benchmarks
-	$(PY) -m ruff format --check mrcnn_lite tests benchmarks
 
 clean-data:
 	rm -rf $(DATA)

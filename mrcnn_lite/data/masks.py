@@ -20,7 +20,11 @@ Segmentation = list[list[float]] | dict[str, Any]
 def to_rle(segm: Segmentation, height: int, width: int) -> dict[str, Any]:
     """Return the compressed RLE of a polygon list, an uncompressed RLE or a compressed RLE."""
     if isinstance(segm, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
+        # pycocotools reads a first entry of 4 numbers as a box, so pieces with < 3 points are dropped here.
+        polygons = [p for p in segm if len(p) >= 6]
+        if not polygons:
+            raise ValueError(f"polygon segmentation has no piece with >= 3 points: {segm!r:.80}")
+        return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
         return mask_utils.frPyObjects(segm, height, width)
     if isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
