@@ -1,0 +1,305 @@
+"""COCO-format instance segmentation dataset (real COCO 2017 and our synthetic shapes alike).
+
+One sample is ``(image, target)`` in torchvision's detection convention: a uint8
+``tv_tensors.Image`` and a dict with ``boxes`` (XYXY), ``labels`` (1..K, 0 is
+background), per-instance binary ``masks`` and bookkeeping (``image_id``,
+``area``, ``iscrowd``, ``orig_size``). Mask R-CNN (He et al., 2017, Sec. 3)
+trains on exactly these: a class, a box and an m x m mask target per RoI.
+
+Design:
+
+- **Validation happens once, at construction**, on the parsed JSON: required
+  fields, known categories and images, and degenerate annotations (box with
+  zero width or height, polygons with fewer than 3 points, RLE with no
+  foreground pixel, stated area <= 0). Degenerate ones are skipped and reported
+  in a single ``DegenerateAnnotationWarning`` per dataset. No polygon is
+  rasterised here, so construction stays fast on train2017 (860k annotations).
+  The one check that needs rasterising, a polygon that covers no pixel, happens
+  at ``__getitem__``, which drops such a mask with its own warning.
+- **Crowd regions** (``iscrowd=1``) are kept out of the training targets, as in
+  the paper's Detectron setup; their boxes are exposed as ``crowd_boxes`` so a
+  matcher may ignore proposals that fall on them. Evaluation does not read them
+  from here: they are passed to evaluation as COCO does, through the original
+  annotation JSON, whose crowd regions ``COCOeval`` treats itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from mrcnn_lite.data.masks import area as segm_area
+from mrcnn_lite.data.masks import decode
+
+REQUIRED_TOP = ("images", "annotations", "categories")
+REQUIRED_IMAGE = ("id", "file_name", "height", "width")
+REQUIRED_CATEGORY = ("id", "name")
+REQUIRED_ANN = ("id", "image_id", "category_id", "bbox", "segmentation", "area")
+
+
+class CocoFormatError(ValueError):
+    """The annotation file is not valid COCO instances JSON; the message names the file and the culprit."""
+
+
+class DegenerateAnnotationWarning(UserWarning):
+    """Some annotations could not become training targets and were skipped."""
+
+
+class CocoDetection(Dataset):
+    """Images and instance targets from ``root/annotations/instances_{split}.json`` and ``root/{split}/``.
+
+    ``train=True`` drops images with no usable (non-crowd, non-degenerate)
+    annotation, like torchvision's reference ``_coco_remove_images_without_annotations``;
+    ``train=False`` keeps every image so evaluation sees the whole split.
+    ``transforms`` is called as ``transforms(image, target)`` (see ``transforms.py``).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "val2017",
+        train: bool = False,
+        transforms: Callable[[Any, dict], tuple[Any, dict]] | None = None,
+        ann_file: str | Path | None = None,
+        image_dir: str | Path | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.train = train
+        self.transforms = transforms
+        self.ann_file = (
+            Path(ann_file) if ann_file is not None else self.root / "annotations" / f"instances_{split}.json"
+        )
+        self.image_dir = Path(image_dir) if image_dir is not None else self.root / split
+
+        dataset = _load_json(self.ann_file, self.root)
+        _check_fields(dataset, self.ann_file)
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints "creating index..."
+            self.coco = COCO()
+            self.coco.dataset = dataset
+            self.coco.createIndex()
+
+        self.cat_ids: list[int] = sorted(self.coco.cats)
+        self.cat_id_to_label: dict[int, int] = {c: i + 1 for i, c in enumerate(self.cat_ids)}
+        self.label_to_cat_id: dict[int, int] = {i: c for c, i in self.cat_id_to_label.items()}
+        self.class_names: list[str] = ["__background__"] + [self.coco.cats[c]["name"] for c in self.cat_ids]
+
+        self._instances, self._crowds = self._sort_annotations(dataset["annotations"])
+        self.ids: list[int] = sorted(self.coco.imgs)
+        if train:
+            self.ids = [i for i in self.ids if self._instances.get(i)]
+            if not self.ids:
+                raise CocoFormatError(
+                    f"{self.ann_file}: no image has a usable (non-crowd, non-degenerate) annotation, "
+                    "so there is nothing to train on"
+                )
+
+    def _sort_annotations(self, anns: list[dict]) -> tuple[dict[int, list[dict]], dict[int, list[dict]]]:
+        """Split annotations per image into instances and crowds, skipping and counting degenerate ones."""
+        instances: dict[int, list[dict]] = {}
+        crowds: dict[int, list[dict]] = {}
+        skipped: Counter[str] = Counter()
+        dropped_pieces = 0
+        for ann in anns:
+            img = self.coco.imgs.get(ann["image_id"])
+            if img is None:
+                raise CocoFormatError(
+                    f"{self.ann_file}: annotation {ann['id']} refers to image id {ann['image_id']}, "
+                    "which is not in 'images'"
+                )
+            if ann["category_id"] not in self.cat_id_to_label:
+                raise CocoFormatError(
+                    f"{self.ann_file}: annotation {ann['id']} has category id {ann['category_id']}, "
+                    "which is not in 'categories'"
+                )
+            segm = ann["segmentation"]
+            if isinstance(segm, list):  # masks.decode drops pieces with < 3 points (as Detectron2 does)
+                segm = [p for p in segm if len(p) >= 6]
+            problem = self._degenerate(ann, segm, img)
+            if problem:
+                skipped[problem] += 1
+                continue
+            if isinstance(segm, list) and len(segm) < len(ann["segmentation"]):
+                dropped_pieces += len(ann["segmentation"]) - len(segm)
+            group = crowds if ann.get("iscrowd", 0) else instances
+            group.setdefault(ann["image_id"], []).append(ann)
+        news = []
+        if skipped:
+            parts = ", ".join(f"{n} {why}" for why, n in skipped.items())
+            news.append(f"skipped {sum(skipped.values())} degenerate annotations ({parts})")
+        if dropped_pieces:
+            news.append(f"dropped {dropped_pieces} polygon pieces with <3 points from kept annotations")
+        if news:
+            warnings.warn(
+                f"{self.ann_file.name}: {'; '.join(news)}", DegenerateAnnotationWarning, stacklevel=3
+            )
+        return instances, crowds
+
+    def _degenerate(self, ann: dict, segm: Any, img: dict) -> str | None:
+        """Why ``ann`` cannot be a target (a short label for the warning), or None if it is usable."""
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4):
+            raise CocoFormatError(
+                f"{self.ann_file}: annotation {ann['id']} has bbox {bbox!r}, expected [x, y, w, h]"
+            )
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            return "zero-area box"
+        if isinstance(segm, list):
+            if not segm:
+                return "polygon with <3 points"
+            return "empty mask" if ann["area"] <= 0 else None
+        if not (isinstance(segm, dict) and "counts" in segm and "size" in segm):
+            raise CocoFormatError(
+                f"{self.ann_file}: annotation {ann['id']} has a segmentation that is neither polygons "
+                "nor RLE ({'counts': ..., 'size': [h, w]})"
+            )
+        if list(segm["size"]) != [img["height"], img["width"]]:
+            raise CocoFormatError(
+                f"{self.ann_file}: annotation {ann['id']} has RLE size {segm['size']}, but image "
+                f"{img['id']} is {[img['height'], img['width']]}"
+            )
+        return "empty RLE" if segm_area(segm, img["height"], img["width"]) == 0 else None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, dict[str, Any]]:
+        img_id = self.ids[index]
+        info = self.coco.imgs[img_id]
+        h, w = info["height"], info["width"]
+        image = self._load_image(info)
+
+        boxes, labels, masks, areas = [], [], [], []
+        for ann in self._instances.get(img_id, []):
+            mask = decode(ann["segmentation"], h, w)
+            if not mask.any():
+                warnings.warn(
+                    f"{self.ann_file.name}: annotation {ann['id']} of image {img_id} decodes to an empty "
+                    "mask; skipped",
+                    DegenerateAnnotationWarning,
+                    stacklevel=2,
+                )
+                continue
+            boxes.append(_xywh_to_xyxy(ann["bbox"]))
+            labels.append(self.cat_id_to_label[ann["category_id"]])
+            masks.append(mask)
+            areas.append(ann["area"])
+        crowd_boxes = [_xywh_to_xyxy(a["bbox"]) for a in self._crowds.get(img_id, [])]
+
+        n = len(labels)
+        target = {
+            "boxes": _boxes(boxes, (h, w)),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "masks": tv_tensors.Mask(
+                torch.from_numpy(np.stack(masks) if n else np.zeros((0, h, w), np.uint8))
+            ),
+            "image_id": img_id,
+            "area": torch.tensor(areas, dtype=torch.float32),  # COCO's area, in original-image pixels
+            "iscrowd": torch.zeros(n, dtype=torch.int64),
+            "orig_size": (h, w),
+            "crowd_boxes": _boxes(crowd_boxes, (h, w)),
+        }
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+    def _load_image(self, info: dict) -> tv_tensors.Image:
+        path = self.image_dir / info["file_name"]
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: image file of image id {info['id']} (listed in {self.ann_file}) is missing"
+            )
+        with Image.open(path) as pil:  # EXIF orientation is ignored, as in COCO's own annotations
+            pixels = np.array(pil.convert("RGB"))  # grayscale / RGBA / CMYK -> RGB
+        if pixels.shape[:2] != (info["height"], info["width"]):
+            raise CocoFormatError(
+                f"{path}: image is {pixels.shape[:2]} (H, W) but {self.ann_file} says "
+                f"{(info['height'], info['width'])}"
+            )
+        return tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1).contiguous())
+
+    def to_coco_category(self, labels: torch.Tensor) -> list[int]:
+        """Map contiguous labels (1..K) back to the JSON's category ids, for writing results."""
+        try:
+            return [self.label_to_cat_id[int(label)] for label in labels.reshape(-1).tolist()]
+        except KeyError as e:
+            raise ValueError(f"label {e.args[0]} is not a class label (1..{len(self.cat_ids)})") from None
+
+    def __repr__(self) -> str:
+        n_inst = sum(len(self._instances.get(i, [])) for i in self.ids)
+        n_crowd = sum(len(self._crowds.get(i, [])) for i in self.ids)
+        return (
+            f"{type(self).__name__}(split={self.split!r}, train={self.train}, images={len(self)}, "
+            f"instances={n_inst}, crowd={n_crowd}, categories={len(self.cat_ids)}, ann_file='{self.ann_file}'"
+            ")"
+        )
+
+
+def _xywh_to_xyxy(bbox: list[float]) -> list[float]:
+    x, y, w, h = bbox
+    return [x, y, x + w, y + h]
+
+
+def _boxes(boxes: list[list[float]], canvas_size: tuple[int, int]) -> tv_tensors.BoundingBoxes:
+    data = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    return tv_tensors.BoundingBoxes(data, format="XYXY", canvas_size=canvas_size)
+
+
+def _load_json(path: Path, root: Path) -> dict:
+    """Parse the annotation file; errors name the file and, for bad JSON, the position."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found.{_how_to_get(root)}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise CocoFormatError(
+            f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}, char {e.pos})"
+        ) from e
+
+
+def _how_to_get(root: Path) -> str:
+    if "shapes" in root.name:
+        return " Generate the synthetic dataset with `python -m mrcnn_lite.data.shapes --out data/shapes`."
+    if "coco" in root.name:
+        return (
+            " Put real COCO 2017 under data/coco/ (annotations/instances_{train,val}2017.json, "
+            "train2017/, val2017/) from https://cocodataset.org/#download."
+        )
+    return ""
+
+
+def _check_fields(dataset: Any, path: Path) -> None:
+    """Fail early, naming the file and the field, when the JSON lacks what the dataset reads."""
+    if not isinstance(dataset, dict):
+        raise CocoFormatError(
+            f"{path}: expected a JSON object at the top level, got {type(dataset).__name__}"
+        )
+    for key in REQUIRED_TOP:
+        if not isinstance(dataset.get(key), list):
+            raise CocoFormatError(f"{path}: missing required top-level field '{key}' (a list)")
+    for key, fields in (
+        ("images", REQUIRED_IMAGE),
+        ("categories", REQUIRED_CATEGORY),
+        ("annotations", REQUIRED_ANN),
+    ):
+        for i, entry in enumerate(dataset[key]):
+            if not isinstance(entry, dict):
+                raise CocoFormatError(f"{path}: {key} entry at index {i} is not a JSON object")
+            missing = [f for f in fields if f not in entry]
+            if missing:
+                name = f"id {entry['id']}" if "id" in entry else f"index {i}"
+                raise CocoFormatError(f"{path}: {key} entry {name} is missing required field '{missing[0]}'")
