@@ -49,7 +49,7 @@ $(DATA_OK): $(STAMP) mrcnn_lite/data/shapes.py
 workbook: $(STAMP) $(DATA_OK)
 	@set -e; cd notebooks; for nb in $(notdir $(NOTEBOOKS)); do \
 	  echo "== papermill $$nb"; \
-	  ../$(PY) -m papermill --kernel python3 --log-level WARNING $$nb $$nb; \
+	  ../$(PY) -m papermill --kernel python3 --log-level WARNING --execution-timeout 1800 $$nb $$nb; \
 	done
 
 unit: $(STAMP) $(DATA_OK)
@@ -57,11 +57,11 @@ unit: $(STAMP) $(DATA_OK)
 
 nbval: $(STAMP) $(DATA_OK)
 	$(PY) -m pytest --nbval $(NOTEBOOKS) --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
-	  --nbval-kernel-name python3 -p no:cacheprovider $(PYTEST_ARGS)
+	  --nbval-kernel-name python3 --nbval-cell-timeout 1800 $(PYTEST_ARGS)
 
 test: $(STAMP) $(DATA_OK) lint
 	$(PY) -m pytest tests $(NOTEBOOKS) --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
-	  --nbval-kernel-name python3 $(PYTEST_ARGS)
+	  --nbval-kernel-name python3 --nbval-cell-timeout 1800 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check mrcnn_lite tests notebooks benchmarks

@@ -61,7 +61,7 @@ from PIL import Image, ImageDraw
 
 from mrcnn_lite.data import masks
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_NUM_TRAIN = 2000
 DEFAULT_NUM_VAL = 300
 SPLITS = ("train2017", "val2017")
@@ -78,7 +78,9 @@ IMAGE_SIZE_RANGE = (160, 256)  # inclusive range of widths and of heights
 MAX_INSTANCES = 8
 MIN_AREA = 16  # visible pixels below which an instance is dropped
 RLE_FRACTION = 0.3  # share of ordinary instances stored as compressed RLE instead of polygons
-SIZE_BINS = ((60.0, 900.0), (1200.0, 8500.0), (10500.0, 26000.0))  # target areas: small, medium, large
+# Target areas: log-uniform inside COCO's small / medium / large ranges, chosen with SIZE_PROBS
+# (large ones are favoured because occlusion shrinks their visible part most).
+SIZE_BINS = ((60.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 26000.0))
 SIZE_PROBS = (0.34, 0.31, 0.35)
 EMPTY_EVERY, EMPTY_AT = 20, 3  # image i has no objects when i % 20 == 3 (5% of images)
 CROWD_EVERY, CROWD_AT = 10, 5  # image i holds a crowd region when i % 10 == 5 (10% of images)
