@@ -1,0 +1,115 @@
+"""RoI feature extraction: RoIPool, RoIWarp and RoIAlign (Mask R-CNN §3, Figure 3, Table 2c).
+
+``roi_pool``, ``roi_warp`` and ``roi_align`` run the compiled kernels of ``mrcnn_lite._C`` (CPU, and CUDA
+when built with it) and fall back to the pure-PyTorch references in :mod:`mrcnn_lite.ops.reference`, with a
+one-time warning, when the extension is missing. ``backend()`` reports which kernels are available.
+
+All three take the call shape of ``torchvision.ops.roi_align``::
+
+    roi_align(features [N, C, H, W], boxes Tensor[K, 5] | list[Tensor[L, 4]], output_size,
+              spatial_scale=1.0, sampling_ratio=-1, aligned=False, mode="avg") -> [K, C, h, w]
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from . import _extension, reference
+from ._common import BoxesLike, check_mode, output_hw, to_rois
+
+__all__ = ["backend", "reference", "roi_align", "roi_pool", "roi_warp"]
+
+_warned = False
+
+
+def backend() -> dict:
+    """Which kernels are available: ``{"cpu": True, "cuda": False, "extension": "mrcnn_lite._C", ...}``."""
+    ok = _extension.available()
+    cuda = _extension.with_cuda()
+    if not ok:
+        reason = _extension.load_error()
+    elif not cuda:
+        reason = (
+            "extension built without CUDA kernels (no CUDA toolkit or CPU-only torch, or MRCNN_LITE_NO_CUDA)"
+        )
+    elif not torch.cuda.is_available():
+        reason = "CUDA kernels built, but no GPU is visible"
+    else:
+        reason = "CPU and CUDA kernels available"
+    return {
+        "cpu": ok,
+        "cuda": cuda,
+        "cuda_device": cuda and torch.cuda.is_available(),
+        "extension": _extension.EXTENSION if ok else None,
+        "reason": reason,
+    }
+
+
+def _use_extension(input: Tensor) -> bool:
+    global _warned
+    if input.device.type == "cpu" and _extension.available():
+        return True
+    if input.device.type == "cuda" and _extension.with_cuda():
+        return True
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"mrcnn_lite.ops: no compiled kernel for {input.device.type} ({backend()['reason']}); "
+            "using the slower pure-PyTorch reference operators",
+            stacklevel=3,
+        )
+    return False
+
+
+def roi_align(
+    input: Tensor,
+    boxes: BoxesLike,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    mode: str = "avg",
+) -> Tensor:
+    """RoIAlign (Mask R-CNN §3): see :func:`mrcnn_lite.ops.reference.roi_align` for the semantics."""
+    if not _use_extension(input):
+        return reference.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, mode)
+    use_max = check_mode(mode)
+    rois, (ph, pw) = to_rois(boxes, input), output_hw(output_size)
+    op = torch.ops.mrcnn_lite.roi_align
+    return op(input, rois, float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned), use_max, False)[
+        0
+    ]
+
+
+def roi_warp(
+    input: Tensor,
+    boxes: BoxesLike,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    mode: str = "avg",
+) -> Tensor:
+    """RoIWarp (MNC; Mask R-CNN Table 2c): see :func:`mrcnn_lite.ops.reference.roi_warp`."""
+    if not _use_extension(input):
+        return reference.roi_warp(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, mode)
+    use_max = check_mode(mode)
+    rois, (ph, pw) = to_rois(boxes, input), output_hw(output_size)
+    op = torch.ops.mrcnn_lite.roi_align
+    return op(input, rois, float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned), use_max, True)[0]
+
+
+def roi_pool(
+    input: Tensor,
+    boxes: BoxesLike,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+) -> Tensor:
+    """RoIPool (Fast R-CNN): see :func:`mrcnn_lite.ops.reference.roi_pool`; equals torchvision's."""
+    if not _use_extension(input):
+        return reference.roi_pool(input, boxes, output_size, spatial_scale)
+    rois, (ph, pw) = to_rois(boxes, input), output_hw(output_size)
+    return torch.ops.mrcnn_lite.roi_pool(input, rois, float(spatial_scale), ph, pw)[0]
