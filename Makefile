@@ -15,7 +15,6 @@ PYTEST_ARGS ?=
 
 export CUDA_HOME ?= /usr/local/cuda
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: all venv data workbook test unit nbval lint clean-data help
 
