@@ -46,10 +46,7 @@ $(DATA_OK): $(STAMP) mrcnn_lite/data/shapes.py
 	$(PY) -m mrcnn_lite.data.shapes --out $(DATA) --seed $(SEED)
 
 workbook: $(STAMP) $(DATA_OK)
-	@set -e; cd notebooks; for nb in $(notdir $(NOTEBOOKS)); do \
-	  echo "== papermill $$nb"; \
-	  ../$(PY) -m papermill --kernel python3 --log-level WARNING --execution-timeout 1800 $$nb $$nb; \
-	done
+	$(PY) -m mrcnn_lite.workbook $(NOTEBOOKS)
 
 unit: $(STAMP) $(DATA_OK)
 	$(PY) -m pytest tests $(PYTEST_ARGS)

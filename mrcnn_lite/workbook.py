@@ -66,3 +66,71 @@ def save_figure(fig, name: str, dpi: int = 110) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+# --------------------------------------------------------------------------- executing the workbook
+VOLATILE_CELL_KEYS = ("execution", "papermill")  # per-cell timestamps and durations
+
+
+def strip_volatile_metadata(path: Path) -> None:
+    """Drop per-cell timestamps and run times that papermill writes, so a re-run changes only real outputs."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for key in VOLATILE_CELL_KEYS:
+            cell.metadata.pop(key, None)
+    for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
+        nb.metadata.get("papermill", {}).pop(key, None)
+    tmp = path.with_suffix(".ipynb.tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, path)
+
+
+def execute(paths: list[Path], kernel: str = "python3", timeout: int = 1800) -> dict[str, float]:
+    """Execute notebooks in place with papermill, in the given order, from ``notebooks/``.
+
+    Stops at the first failing notebook (papermill leaves the error in that notebook's outputs), so the
+    notebooks before it keep their fresh outputs. Returns the seconds each notebook took.
+    """
+    import time
+
+    import papermill
+
+    times = {}
+    for path in paths:
+        path = Path(path).resolve()
+        start = time.perf_counter()
+        papermill.execute_notebook(
+            str(path),
+            str(path),
+            kernel_name=kernel,
+            cwd=str(path.parent),
+            execution_timeout=timeout,
+            progress_bar=False,
+        )
+        times[path.name] = time.perf_counter() - start
+        strip_volatile_metadata(path)
+        print(f"{path.name:<32} {times[path.name]:6.1f} s", flush=True)
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m mrcnn_lite.workbook",
+        description="Execute notebooks in place with papermill, in order, and strip volatile metadata.",
+    )
+    parser.add_argument("notebooks", nargs="+", type=Path, help="notebooks to execute, in this order")
+    parser.add_argument("--kernel", default="python3")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.notebooks if not p.is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    execute(args.notebooks, args.kernel, args.timeout)
+
+
+if __name__ == "__main__":
+    main()
