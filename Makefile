@@ -13,6 +13,11 @@ DATA_OK  := $(DATA)/annotations/instances_val2017.json
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_ARGS ?=
 
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip on machines with a local wheel mirror warns once per missing mirror folder; keep the log readable.
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
 export CUDA_HOME ?= /usr/local/cuda
 export PYTHONHASHSEED := 0
 
@@ -33,10 +38,11 @@ $(STAMP): pyproject.toml $(wildcard setup.py mrcnn_lite/csrc/*)
 	@$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11), \
 	  f'mrcnn_lite needs Python 3.11; $(PYTHON) is {sys.version.split()[0]} (set PYTHON=/path/to/python3.11)'"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "setuptools>=70" wheel
+	$(PY) -m pip install --quiet --upgrade "setuptools>=70" wheel $(QUIET_PIP)
 	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > $(VENV)/requirements.txt
-	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt
-	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt $(QUIET_PIP)
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e . $(QUIET_PIP)
+	$(PY) -c "import mrcnn_lite.ops as ops; print('RoI kernels:', ops.backend()['reason'])"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mrcnn_lite)" > /dev/null
 	@touch $(STAMP)
 
@@ -56,7 +62,7 @@ nbval: $(STAMP) $(DATA_OK)
 	  --nbval-kernel-name python3 --nbval-cell-timeout 1800 $(PYTEST_ARGS)
 
 test: $(STAMP) $(DATA_OK) lint
-	$(PY) -m pytest tests $(NOTEBOOKS) --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
+	$(PY) -m pytest -rs tests $(NOTEBOOKS) --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 	  --nbval-kernel-name python3 --nbval-cell-timeout 1800 $(PYTEST_ARGS)
 
 lint: $(STAMP)
