@@ -51,6 +51,20 @@ def time_ms(fn, device: str, min_run_time: float) -> float:
     return m.median * 1e3
 
 
+def git_commit() -> str:
+    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or "unknown"."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        git = {"cwd": root, "capture_output": True, "text": True}
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], **git).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git).stdout
+    except OSError:
+        return "unknown"
+    return (sha.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -123,6 +137,7 @@ def main() -> None:
 
     info = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
         "device": args.device,
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else cpu_model(),
         "cpu_model": cpu_model(),
