@@ -64,6 +64,29 @@ def _use_extension(input: Tensor) -> bool:
     return False
 
 
+def _sampled_roi_op(
+    input: Tensor,
+    boxes: BoxesLike,
+    output_size,
+    spatial_scale,
+    sampling_ratio,
+    aligned,
+    mode,
+    quantize_box: bool,
+) -> Tensor:
+    """RoIAlign (``quantize_box=False``) or RoIWarp (``True``): one compiled kernel serves both."""
+    if not _use_extension(input):
+        ref = reference.roi_warp if quantize_box else reference.roi_align
+        return ref(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, mode)
+    use_max = check_mode(mode)
+    rois, (ph, pw) = to_rois(boxes, input), output_hw(output_size)
+    op = torch.ops.mrcnn_lite.roi_align
+    out = op(
+        input, rois, float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned), use_max, quantize_box
+    )
+    return out[0]
+
+
 def roi_align(
     input: Tensor,
     boxes: BoxesLike,
@@ -74,14 +97,7 @@ def roi_align(
     mode: str = "avg",
 ) -> Tensor:
     """RoIAlign (Mask R-CNN §3): see :func:`mrcnn_lite.ops.reference.roi_align` for the semantics."""
-    if not _use_extension(input):
-        return reference.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, mode)
-    use_max = check_mode(mode)
-    rois, (ph, pw) = to_rois(boxes, input), output_hw(output_size)
-    op = torch.ops.mrcnn_lite.roi_align
-    return op(input, rois, float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned), use_max, False)[
-        0
-    ]
+    return _sampled_roi_op(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, mode, False)
 
 
 def roi_warp(
@@ -94,12 +110,7 @@ def roi_warp(
     mode: str = "avg",
 ) -> Tensor:
     """RoIWarp (MNC; Mask R-CNN Table 2c): see :func:`mrcnn_lite.ops.reference.roi_warp`."""
-    if not _use_extension(input):
-        return reference.roi_warp(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, mode)
-    use_max = check_mode(mode)
-    rois, (ph, pw) = to_rois(boxes, input), output_hw(output_size)
-    op = torch.ops.mrcnn_lite.roi_align
-    return op(input, rois, float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned), use_max, True)[0]
+    return _sampled_roi_op(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, mode, True)
 
 
 def roi_pool(
