@@ -1,0 +1,268 @@
+"""The command line: ``python -m mrcnn_lite {train,evaluate,predict}``.
+
+- ``train``: a preset plus ``--set`` overrides, into ``--out`` (see :func:`mrcnn_lite.engine.train`);
+- ``evaluate``: COCO box and mask AP of a checkpoint (paper Tables 1-3) and the time per stage (§4);
+- ``predict``: overlays of the detections (masks, boxes, class and score) on your own images.
+
+Run ``python -m mrcnn_lite COMMAND --help`` for each command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mrcnn_lite.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    add_config_args,
+    apply_overrides,
+    from_dict,
+    get_config,
+)
+from mrcnn_lite.data.coco import CocoDetection, CocoFormatError
+from mrcnn_lite.data.transforms import build_transforms
+from mrcnn_lite.engine.checkpoint import CheckpointError, check_state_dict, read_checkpoint
+from mrcnn_lite.engine.inference import evaluate_model, stats_to_dict
+from mrcnn_lite.engine.trainer import train
+from mrcnn_lite.modeling.build import build_model
+
+PROG = "python -m mrcnn_lite"
+DATA_HINT = (
+    "Data sets live under data/: generate the synthetic shapes with "
+    "`python -m mrcnn_lite.data.shapes --out data/shapes`, or put COCO 2017 under data/coco/ "
+    "(annotations/instances_{train,val}2017.json, train2017/, val2017/); point elsewhere with "
+    "--set data.root=PATH."
+)
+EPILOG = f"""examples:
+  python -m mrcnn_lite.data.shapes --out data/shapes          # make the synthetic data set first
+  {PROG} train --config classroom_fpn --out runs/classroom_fpn
+  {PROG} train --config classroom_fpn --out runs/classroom_fpn --resume
+  {PROG} train --config classroom_c4 --set train.max_iter=200 --set model.roi_op=roi_pool \\
+      --set model.roi_mode=max --out runs/c4_roipool
+  {PROG} evaluate --checkpoint runs/classroom_fpn/model_final.pth --out runs/classroom_fpn/metrics.json
+  {PROG} predict my_image.png --checkpoint runs/classroom_fpn/model_final.pth --out predictions/
+"""
+
+
+def _text(paragraph: str) -> str:
+    return textwrap.fill(paragraph, 100)
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value (repeatable), e.g. --set data.min_size=256",
+    )  # fmt: skip
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default cuda when available, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``argparse`` parser with the three subcommands."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=fmt, epilog=EPILOG,
+        description="Mask R-CNN (He et al., ICCV 2017), small enough to read: train, evaluate, predict.",
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train", help="train a model from a preset config", formatter_class=fmt,
+        description=_text(
+            "Train Mask R-CNN with SGD, linear warm-up and the step schedule of §3.1. Writes run.json "
+            "(config, seed, versions), metrics.jsonl (losses and lr), model_{iter}.pth checkpoints, "
+            "model_final.pth and last_checkpoint into --out."
+        ),
+        epilog=f"examples:\n  {PROG} train --config classroom_fpn --out runs/classroom_fpn\n"
+        f"  {PROG} train --config classroom_fpn --out runs/classroom_fpn --resume\n"
+        f"  {PROG} train --config classroom_c4 --set train.max_iter=200 --out runs/c4_short\n",
+    )  # fmt: skip
+    add_config_args(p)
+    p.add_argument("--out", type=Path, help="output folder (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument(
+        "--max-iter", type=int, metavar="N",
+        help="stop after iteration N (a checkpoint is saved) keeping the schedule of train.max_iter; "
+        "continue later with --resume",
+    )  # fmt: skip
+    _add_common(p)
+
+    p = sub.add_parser(
+        "evaluate", help="COCO box and mask AP of a checkpoint, and the time per stage", formatter_class=fmt,
+        description=_text(
+            "Evaluate a checkpoint on a split with COCO's AP (box and mask, as in the paper's tables) and "
+            "print the mean inference time per image of each stage (§4 'Timing'). The config comes from "
+            "--config if given, else from run.json next to the checkpoint, else from the checkpoint "
+            "itself; --set overrides it (e.g. data.root)."
+        ),
+        epilog=f"example:\n  {PROG} evaluate --checkpoint runs/classroom_fpn/model_final.pth "
+        "--split val2017 --out runs/classroom_fpn/metrics.json\n",
+    )  # fmt: skip
+    p.add_argument("--checkpoint", type=Path, required=True, help="a model_*.pth file written by train")
+    p.add_argument(
+        "--config", choices=list(PRESETS), metavar="NAME",
+        help=f"preset instead of the run's own config: {', '.join(PRESETS)}",
+    )  # fmt: skip
+    _add_set(p)
+    p.add_argument("--split", help="split to evaluate, e.g. val2017 (default the config's data.val_split)")
+    p.add_argument("--out", type=Path, help="also write the metrics as JSON to this file, e.g. metrics.json")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "predict", help="draw detections on images", formatter_class=fmt,
+        description=_text(
+            "Run a checkpoint on image files and write one PNG overlay per image (masks, boxes, class "
+            "names and scores) into --out, named after the image. Class names and the config come from "
+            "the checkpoint."
+        ),
+        epilog=f"example:\n  {PROG} predict a.jpg b.jpg --checkpoint runs/classroom_fpn/model_final.pth "
+        "--out predictions/ --score-thresh 0.7\n",
+    )  # fmt: skip
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a model_*.pth file written by train")
+    p.add_argument(
+        "--out", type=Path, default=Path("predictions"), help="output folder (default predictions/)"
+    )
+    p.add_argument(
+        "--score-thresh", type=float, default=0.5, help="draw detections scoring at least this (default 0.5)"
+    )
+    _add_set(p)
+    _add_common(p)
+    return parser
+
+
+def _device(name: str | None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _run_info(checkpoint: Path) -> dict[str, Any]:
+    """``run.json`` next to the checkpoint, or {}."""
+    path = checkpoint.parent / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _config_for(checkpoint: Path, ckpt: dict[str, Any], preset: str | None, overrides: list[str]) -> Config:
+    """``preset``, else run.json's config beside the checkpoint, else the checkpoint's; then overrides."""
+    if preset is not None:
+        return get_config(preset, overrides)
+    run = _run_info(checkpoint)
+    return apply_overrides(from_dict(run.get("config") or ckpt["config"]), overrides)
+
+
+def _load_weights(model: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> None:
+    """Load an already read checkpoint's weights, with :func:`check_state_dict`'s errors."""
+    check_state_dict(model, ckpt["model"], path)
+    model.load_state_dict(ckpt["model"])
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = get_config(args.config, args.overrides)
+    out = args.out or Path("runs") / cfg.name
+    result = train(
+        cfg, out, resume=args.resume, max_iter=args.max_iter, progress=not args.quiet, device=args.device
+    )
+    print(f"trained to iteration {result['iteration']}; checkpoint {result['checkpoint']}")
+    return 0
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """The AP table (one row per IoU type) and the timing per stage."""
+    names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    rows = [f"{'':6}" + "".join(f"{n:>8}" for n in names)]
+    for kind in ("bbox", "segm"):
+        if kind in metrics:
+            rows.append(f"{kind:6}" + "".join(f"{100 * metrics[kind][n]:8.1f}" for n in names))
+    rows.append("")
+    rows.append("time per image (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["timing"].items()))
+    return "\n".join(rows)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    ckpt = read_checkpoint(args.checkpoint)
+    cfg = _config_for(args.checkpoint, ckpt, args.config, args.overrides)
+    d = cfg.data
+    dataset = CocoDetection(
+        d.root,
+        args.split or d.val_split,
+        train=False,
+        transforms=build_transforms(False, d.min_size, d.max_size),
+    )
+    model = build_model(cfg, len(dataset.class_names)).to(_device(args.device))
+    _load_weights(model, ckpt, args.checkpoint)
+    metrics = evaluate_model(model, dataset, progress=not args.quiet)
+    print(format_metrics(metrics))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        plain = {**stats_to_dict(metrics), "checkpoint": str(args.checkpoint), "split": dataset.split}
+        args.out.write_text(json.dumps(plain, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, any backend
+    from PIL import Image
+    from torchvision.transforms import v2
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from mrcnn_lite.viz import draw_instances
+
+    ckpt = read_checkpoint(args.checkpoint)
+    cfg = _config_for(args.checkpoint, ckpt, None, args.overrides)
+    names = ckpt.get("class_names") or _run_info(args.checkpoint).get("class_names")
+    if names is None:
+        raise CheckpointError(f"{args.checkpoint}: no class_names in the checkpoint or run.json beside it")
+    device = _device(args.device)
+    model = build_model(cfg, len(names)).to(device).eval()
+    _load_weights(model, ckpt, args.checkpoint)
+    sizes = (cfg.data.min_size,) if isinstance(cfg.data.min_size, int) else cfg.data.min_size
+    resize = v2.Resize(max(sizes), max_size=cfg.data.max_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        if not path.is_file():
+            raise FileNotFoundError(f"image not found: {path}")
+        image = pil_to_tensor(Image.open(path).convert("RGB"))
+        h, w = image.shape[-2:]
+        with torch.no_grad():
+            pred = model([resize(image).float().div(255).to(device)], orig_sizes=[(h, w)])[0]
+        keep = pred["scores"] >= args.score_thresh
+        pred = {k: v[keep].cpu() for k, v in pred.items()}
+        fig = Figure(figsize=(w / 100, h / 100), dpi=100)  # the overlay has the image's size
+        ax = fig.add_axes((0, 0, 1, 1))
+        masks = pred["masks"][:, 0] if "masks" in pred else None
+        draw_instances(ax, image, pred["boxes"], masks, pred["labels"], names, pred["scores"])
+        target = args.out / f"{path.stem}.png"
+        fig.savefig(target, dpi=100)
+        print(f"{path}: {int(keep.sum())} detections -> {target}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; user errors print ``error: ...`` and return 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (FileNotFoundError, ConfigError, CheckpointError, CocoFormatError) as e:
+        message = str(e)
+        if (
+            isinstance(e, FileNotFoundError)
+            and "annotation file" in message
+            and "mrcnn_lite.data" not in message
+        ):
+            message += " " + DATA_HINT
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,24 @@
+"""Training and inference loops around the model: schedule, checkpoints, trainer, dataset inference.
+
+- :mod:`~mrcnn_lite.engine.schedule`: SGD and the step schedule with linear warm-up (§3.1 "Training").
+- :mod:`~mrcnn_lite.engine.checkpoint`: atomic, ``weights_only``-loadable checkpoints.
+- :mod:`~mrcnn_lite.engine.trainer`: :func:`train`, deterministic and resumable.
+- :mod:`~mrcnn_lite.engine.inference`: :func:`predict_dataset` with per-stage timing (§4 "Timing") and
+  :func:`evaluate_model` (COCO box and mask AP).
+"""
+
+from mrcnn_lite.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mrcnn_lite.engine.inference import evaluate_model, predict_dataset
+from mrcnn_lite.engine.schedule import build_optimizer, lr_at
+from mrcnn_lite.engine.trainer import train
+
+__all__ = [
+    "CheckpointError",
+    "build_optimizer",
+    "evaluate_model",
+    "load_checkpoint",
+    "lr_at",
+    "predict_dataset",
+    "save_checkpoint",
+    "train",
+]

@@ -1,0 +1,137 @@
+"""Checkpoints: written atomically, loadable with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict of plain types and tensors only, so that loading it never runs pickled code:
+``model`` and ``optimizer`` state dicts, ``iteration`` (completed iterations), ``rng`` (torch, numpy and
+Python random states as tensors, from :func:`get_rng_state`), ``config`` (``to_dict`` of the run's config)
+and any ``extra`` entries (e.g. ``class_names``). It is written to a temporary file in the same folder
+and renamed over the target (``os.replace``), so a run killed mid-write never leaves a truncated file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mrcnn_lite.config import Config, to_dict
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that does not fit the model; the message names the file and the keys."""
+
+
+def get_rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and Python ``random`` states, as tensors and ints."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 (legacy global state)
+    version, py_state, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },  # fmt: skip
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },  # fmt: skip
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["gauss"]))  # noqa: NPY002
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    iteration: int,
+    rng_state: dict[str, Any] | None,
+    cfg: Config,
+    **extra: Any,
+) -> Path:
+    """Write the checkpoint atomically (temp file in the same folder, then ``os.replace``); returns path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "iteration": int(iteration),
+        "rng": rng_state,
+        "config": to_dict(cfg),
+        **extra,
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, loaded with ``weights_only=True`` on the CPU; a missing file is named."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_state_dict(
+    model: nn.Module, state: dict[str, torch.Tensor], path: str | Path, show: int = 5
+) -> None:
+    """Raise :class:`CheckpointError` naming missing, unexpected and shape-mismatched keys (a few each)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    lines = [f"{path}: checkpoint does not match the model (was it trained with another config?)"]
+    for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        if keys:
+            more = f" ... and {len(keys) - show} more" if len(keys) > show else ""
+            lines.append(f"  {title} ({len(keys)}): {', '.join(keys[:show])}{more}")
+    raise CheckpointError("\n".join(lines))
+
+
+def load_checkpoint(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, Any]:
+    """Load weights (and optimizer state) into ``model``; returns the rest (``iteration``, ``rng``, ...)."""
+    ckpt = read_checkpoint(path)
+    check_state_dict(model, ckpt["model"], path)
+    model.load_state_dict(ckpt.pop("model"))
+    opt_state = ckpt.pop("optimizer", None)
+    if optimizer is not None:
+        if opt_state is None:
+            raise CheckpointError(f"{path}: checkpoint has no optimizer state to resume from")
+        optimizer.load_state_dict(opt_state)
+    return ckpt
