@@ -35,12 +35,6 @@ from mrcnn_lite.engine.trainer import train
 from mrcnn_lite.modeling.build import build_model
 
 PROG = "python -m mrcnn_lite"
-DATA_HINT = (
-    "Data sets live under data/: generate the synthetic shapes with "
-    "`python -m mrcnn_lite.data.shapes --out data/shapes`, or put COCO 2017 under data/coco/ "
-    "(annotations/instances_{train,val}2017.json, train2017/, val2017/); point elsewhere with "
-    "--set data.root=PATH."
-)
 EPILOG = f"""examples:
   python -m mrcnn_lite.data.shapes --out data/shapes          # make the synthetic data set first
   {PROG} train --config classroom_fpn --out runs/classroom_fpn
@@ -258,11 +252,5 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (FileNotFoundError, ConfigError, CheckpointError, CocoFormatError) as e:
         message = str(e)
-        if (
-            isinstance(e, FileNotFoundError)
-            and "annotation file" in message
-            and "mrcnn_lite.data" not in message
-        ):
-            message += " " + DATA_HINT
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2

@@ -279,7 +279,10 @@ def _how_to_get(root: Path) -> str:
             " Put real COCO 2017 under data/coco/ (annotations/instances_{train,val}2017.json, "
             "train2017/, val2017/) from https://cocodataset.org/#download."
         )
-    return ""
+    return (
+        " Data sets live under data/: generate the synthetic one with "
+        "`python -m mrcnn_lite.data.shapes --out data/shapes`, or put real COCO 2017 under data/coco/."
+    )
 
 
 def _check_fields(dataset: Any, path: Path) -> None:
