@@ -5,6 +5,10 @@
 - ``predict``: overlays of the detections (masks, boxes, class and score) on your own images.
 
 Run ``python -m mrcnn_lite COMMAND --help`` for each command's options.
+
+``train`` and ``evaluate`` also run in several processes: ``torchrun --nproc_per_node=N -m mrcnn_lite
+train ...`` (DistributedDataParallel; NCCL on GPUs, gloo on the CPU; ``train.images_per_batch`` is the
+global batch). Rank 0 prints and writes the outputs.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from mrcnn_lite.config import (
 from mrcnn_lite.data.coco import CocoDetection, CocoFormatError
 from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.checkpoint import CheckpointError, check_state_dict, read_checkpoint
+from mrcnn_lite.engine.distributed import cleanup, init_distributed, is_main_process
 from mrcnn_lite.engine.inference import evaluate_model, stats_to_dict
 from mrcnn_lite.engine.trainer import train
 from mrcnn_lite.modeling.build import build_model
@@ -43,6 +48,7 @@ EPILOG = f"""examples:
       --set model.roi_mode=max --out runs/c4_roipool
   {PROG} evaluate --checkpoint runs/classroom_fpn/model_final.pth --out runs/classroom_fpn/metrics.json
   {PROG} predict my_image.png --checkpoint runs/classroom_fpn/model_final.pth --out predictions/
+  torchrun --nproc_per_node=2 -m mrcnn_lite train --config classroom_fpn --out runs/fpn_2proc
 """
 
 
@@ -166,7 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(
         cfg, out, resume=args.resume, max_iter=args.max_iter, progress=not args.quiet, device=args.device
     )
-    print(f"trained to iteration {result['iteration']}; checkpoint {result['checkpoint']}")
+    if is_main_process():
+        print(f"trained to iteration {result['iteration']}; checkpoint {result['checkpoint']}")
     return 0
 
 
@@ -195,6 +202,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = build_model(cfg, len(dataset.class_names)).to(_device(args.device))
     _load_weights(model, ckpt, args.checkpoint)
     metrics = evaluate_model(model, dataset, progress=not args.quiet)
+    if not is_main_process():
+        return 0
     print(format_metrics(metrics))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; user errors print ``error: ...`` and return 2."""
     args = build_parser().parse_args(argv)
     try:
+        init_distributed()  # under torchrun (WORLD_SIZE > 1); a no-op otherwise
         return COMMANDS[args.command](args)
     except (FileNotFoundError, ConfigError, CheckpointError, CocoFormatError) as e:
         message = str(e)
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        cleanup()

@@ -14,6 +14,11 @@ timed as the paper reports inference time (§4 "Timing": 195 ms per image for R1
 - ``mask_paste``: boxes rescaled and masks pasted at the original size (``model.postprocess``).
 
 Times are the mean milliseconds per image.
+
+In a process group (``torchrun``, see :mod:`mrcnn_lite.engine.distributed`) each of the N ranks predicts
+the images ``rank, rank + N, ...`` and the results are gathered (``all_gather_object``) in the dataset's
+order, so they equal one process's (with ``batch_size=1``: in larger batches the padding depends on the
+batch's other images); rank 0 alone runs the COCO evaluation.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils.data import Subset
 
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.loader import build_dataloader
+from mrcnn_lite.engine.distributed import all_gather_object, get_rank, get_world_size, is_main_process
 from mrcnn_lite.evaluation.coco_eval import CocoStats, evaluate, to_coco_results
 from mrcnn_lite.modeling.mask_rcnn import MaskRCNN
 
@@ -87,6 +94,7 @@ def predict_dataset(
 
     ``dataset`` should use the evaluation transform; predictions are mapped back to each image's
     ``orig_size`` as COCO evaluation needs. The outputs equal ``model(images, orig_sizes=...)``'s.
+    In a process group every rank predicts its shard and gets all the results, in the dataset's order.
     """
     from tqdm.auto import tqdm
 
@@ -100,8 +108,10 @@ def predict_dataset(
 
     timer = _MaskBranchTimer(model, sync)
     totals: dict[str, float] = defaultdict(float)
-    results: list[dict[str, Any]] = []
-    loader = build_dataloader(dataset, batch_size, train=False)
+    rank, world = get_rank(), get_world_size()
+    shard = list(range(rank, len(dataset), world))
+    per_image: list[tuple[int, list[dict[str, Any]]]] = []  # (dataset index, its results)
+    loader = build_dataloader(dataset if world == 1 else Subset(dataset, shard), batch_size, train=False)
     try:
         tic = time.perf_counter()
         for images, targets in tqdm(loader, disable=not progress, desc="inference"):
@@ -133,11 +143,20 @@ def predict_dataset(
             totals["mask_head"] += mask_s
             totals["mask_paste"] += spans[4]
             for target, out in zip(targets, outputs, strict=True):
-                results += to_coco_results(target["image_id"], out, dataset.label_to_cat_id)
+                index = shard[len(per_image)]
+                per_image.append((index, to_coco_results(target["image_id"], out, dataset.label_to_cat_id)))
             tic = time.perf_counter()
     finally:
         timer.remove()
         model.train(was_training)
+    if world > 1:
+        gathered = all_gather_object((per_image, dict(totals)))
+        per_image = sorted((pair for part, _ in gathered for pair in part), key=lambda pair: pair[0])
+        totals = defaultdict(float)
+        for _, rank_totals in gathered:
+            for k, v in rank_totals.items():
+                totals[k] += v
+    results = [r for _, image_results in per_image for r in image_results]
     n = max(1, len(dataset))
     timing = {k: 1000 * totals[k] / n for k in STAGES}
     timing["total"] = sum(timing.values())
@@ -147,8 +166,12 @@ def predict_dataset(
 def evaluate_model(
     model: MaskRCNN, dataset: CocoDetection, batch_size: int = 1, progress: bool = False
 ) -> dict[str, Any]:
-    """``{"bbox": CocoStats, "segm": CocoStats, "timing": {stage: ms}}`` (``segm`` only with masks)."""
-    results, timing = predict_dataset(model, dataset, batch_size, progress)
+    """``{"bbox": CocoStats, "segm": CocoStats, "timing": {stage: ms}}`` (``segm`` only with masks).
+
+    In a process group the ranks share the inference; rank 0 evaluates, the others get ``{"timing"}``."""
+    results, timing = predict_dataset(model, dataset, batch_size, progress and is_main_process())
+    if not is_main_process():
+        return {"timing": timing}
     out: dict[str, Any] = {"bbox": evaluate(dataset.coco, results, "bbox")}
     if model.roi_heads.mask_head is not None:
         out["segm"] = evaluate(dataset.coco, results, "segm")

@@ -14,10 +14,30 @@ permutation drawn from ``seed + e``, so the batch of every iteration is a functi
 iteration alone. ``resume=True`` restores the model, optimizer, iteration and all RNG states from the
 last checkpoint and skips the batches already seen, so an interrupted run resumed to the end gives the
 same parameters, bit for bit, as an uninterrupted one (on the CPU, with ``data.num_workers=0``).
+
+Several processes (``torchrun --nproc_per_node=N``, after :func:`~mrcnn_lite.engine.distributed.
+init_distributed`): ``train.images_per_batch`` stays the global batch; each rank takes its contiguous
+``images_per_batch / N`` images of every global batch (the one-process order above, so the N ranks see
+exactly the images of a one-process run, iteration by iteration). The model runs in
+``DistributedDataParallel``, which averages the gradients over the ranks. Only rank 0 writes ``run.json``,
+``metrics.jsonl`` (losses averaged over the ranks), the checkpoints and the progress bar; every rank loads
+the checkpoint on resume. Checkpoints hold every rank's RNG state (``rng_per_rank``), so a resume with
+the same number of processes continues each rank's random stream.
+
+Differences from one process with the same global batch, all small: (1) each loss is normalised per rank
+(e.g. the mask loss is a mean over the rank's positive RoIs), so the averaged loss is a mean of per-rank
+means, not one mean over the whole batch; (2) the random draws (flips, RPN and RoI sampling) come from
+each rank's own generator (rank r > 0 reseeds with ``seed + r`` after building the model); (3) BatchNorm
+normalises with each rank's own batch statistics: on CUDA the BN layers are converted to
+``SyncBatchNorm`` (statistics over the global batch, as in one process); on the CPU (gloo) SyncBatchNorm
+is not supported and BN stays per rank (``model.frozen_bn=true`` has no batch statistics at all); (4) one
+process pads its batch to the largest image, a rank only its own images, which changes the features near
+the borders and the anchors (those over the padding) when the images differ in size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import subprocess
@@ -39,6 +59,16 @@ from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.loader import build_dataloader
 from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from mrcnn_lite.engine.distributed import (
+    all_gather_object,
+    get_rank,
+    get_world_size,
+    is_distributed,
+    is_main_process,
+    local_batch_size,
+    mean_over_ranks,
+    shard_batches,
+)
 from mrcnn_lite.engine.schedule import build_optimizer, lr_at, set_lr
 from mrcnn_lite.modeling.build import build_model
 
@@ -58,8 +88,12 @@ class _Indices(Sampler[int]):
         return len(self.indices)
 
 
-def batches(dataset: CocoDetection, cfg: Config, start_iter: int) -> Iterator[tuple[list, list]]:
-    """Training batches from iteration ``start_iter`` on, forever; epoch ``e`` shuffles with ``seed + e``."""
+def batches(
+    dataset: CocoDetection, cfg: Config, start_iter: int, rank: int = 0, world_size: int = 1
+) -> Iterator[tuple[list, list]]:
+    """Training batches from iteration ``start_iter`` on, forever; epoch ``e`` shuffles with ``seed + e``.
+
+    With ``world_size`` > 1, rank ``rank``'s slice of each global batch (:func:`shard_batches`)."""
     bs = cfg.train.images_per_batch
     per_epoch = len(dataset) // bs
     if per_epoch == 0:
@@ -68,9 +102,11 @@ def batches(dataset: CocoDetection, cfg: Config, start_iter: int) -> Iterator[tu
     while True:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed + epoch))
         order = order[: per_epoch * bs].tolist()[skip * bs :]
+        if world_size > 1:
+            order = shard_batches(order, bs, rank, world_size)
         loader = build_dataloader(
-            dataset, bs, train=True, num_workers=cfg.data.num_workers, seed=cfg.seed + epoch,
-            sampler=_Indices(order),
+            dataset, local_batch_size(bs, world_size), train=True, num_workers=cfg.data.num_workers,
+            seed=cfg.seed + epoch + 1000 * rank, sampler=_Indices(order),
         )  # fmt: skip
         yield from loader
         epoch, skip = epoch + 1, 0
@@ -121,8 +157,15 @@ def train_step(
     with torch.autocast("cuda", enabled=scaler.is_enabled()):
         losses = model(images, targets)
     total = sum(losses.values())
-    if not torch.isfinite(total):
-        raise FloatingPointError(f"the loss is not finite: { {k: v.item() for k, v in losses.items()} }")
+    bad = ~torch.isfinite(total.detach()).reshape(1)
+    if is_distributed():  # every rank stops (not one, leaving the others waiting in backward's all-reduce)
+        bad = bad.float()
+        torch.distributed.all_reduce(bad)
+    if bad.any():
+        where = " (on this rank or another)" if is_distributed() else ""
+        raise FloatingPointError(
+            f"the loss is not finite{where}: { {k: v.item() for k, v in losses.items()} }"
+        )
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
     if clip_grad_norm is not None:
@@ -170,7 +213,8 @@ def train(
     progress: bool = True,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Train ``cfg`` into ``out_dir``; returns ``{"iteration", "checkpoint", "losses"}`` (last logged).
+    """Train ``cfg`` into ``out_dir``; returns ``{"iteration", "checkpoint", "losses"}`` (last logged,
+    averaged over the ranks) and ``"model"`` (the trained module, unwrapped from DDP).
 
     ``max_iter`` stops the loop early at that iteration (a checkpoint is saved there) while the schedule
     stays ``cfg.train.max_iter``'s: ``train(cfg, out, max_iter=3)`` then ``train(cfg, out, resume=True)``
@@ -193,9 +237,17 @@ def train(
         train=True,
         transforms=build_transforms(True, d.min_size, d.max_size, d.flip_prob),
     )
-    model = build_model(cfg, len(dataset.class_names)).to(device).train()
+    rank, world = get_rank(), get_world_size()
+    main = is_main_process()
+    local_batch_size(t.images_per_batch, world)  # a global batch the ranks can share, before any output
+    model = build_model(cfg, len(dataset.class_names))
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN over the global batch
+    model = model.to(device).train()
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if rank > 0:
+        seed_all(cfg.seed + rank)  # the same initial weights everywhere, each rank's own random draws
 
     start = 0
     last = out / LAST
@@ -204,49 +256,70 @@ def train(
         state = load_checkpoint(path, model, optimizer)
         start = state["iteration"]
         changed = config_changes(state["config"], to_dict(cfg))
-        if changed:
+        if changed and main:
             warnings.warn(f"resuming {path} with a changed config: {'; '.join(changed)}", stacklevel=2)
-        set_rng_state(state["rng"])
-        _trim_metrics(out / "metrics.jsonl", start)
-    elif (out / "metrics.jsonl").exists():
+        per_rank = state.get("rng_per_rank")
+        set_rng_state(per_rank[rank] if per_rank is not None and len(per_rank) == world else state["rng"])
+        if main:
+            _trim_metrics(out / "metrics.jsonl", start)
+    elif main and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run replaces the old log
+    net: torch.nn.Module = model
+    if world > 1:
+        cuda = device.type == "cuda"
+        ids = [device.index if device.index is not None else torch.cuda.current_device()] if cuda else None
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=ids,
+            find_unused_parameters=False,  # every head runs each step (the mask head on 0 RoIs too)
+        )  # fmt: skip
 
     extra = {"class_names": dataset.class_names, "label_to_cat_id": dataset.label_to_cat_id}
-    _write_json(out / "run.json", {
-        "config": to_dict(cfg), "seed": cfg.seed, "class_names": dataset.class_names,
-        "label_to_cat_id": {str(k): v for k, v in dataset.label_to_cat_id.items()},
-        "version": mrcnn_lite.__version__, "torch": torch.__version__, "git_commit": git_commit(),
-        "start_time": datetime.now(UTC).isoformat(timespec="seconds"), "resumed_from": start,
-        "device": str(device),
-    })  # fmt: skip
+    if main:
+        _write_json(out / "run.json", {
+            "config": to_dict(cfg), "seed": cfg.seed, "class_names": dataset.class_names,
+            "label_to_cat_id": {str(k): v for k, v in dataset.label_to_cat_id.items()},
+            "version": mrcnn_lite.__version__, "torch": torch.__version__, "git_commit": git_commit(),
+            "start_time": datetime.now(UTC).isoformat(timespec="seconds"), "resumed_from": start,
+            "device": str(device), "world_size": world,
+        })  # fmt: skip
 
     def checkpoint(name: str, iteration: int) -> Path:
-        path = save_checkpoint(out / name, model, optimizer, iteration, get_rng_state(), cfg, **extra)
-        tmp = out / f".{LAST}.tmp"
-        tmp.write_text(name + "\n")
-        tmp.replace(last)
+        """Rank 0 writes (every rank must call it: the RNG states are gathered)."""
+        path = out / name
+        more = {"rng_per_rank": all_gather_object(get_rng_state())} if world > 1 else {}
+        if main:
+            save_checkpoint(path, model, optimizer, iteration, get_rng_state(), cfg, **extra, **more)
+            tmp = out / f".{LAST}.tmp"
+            tmp.write_text(name + "\n")
+            tmp.replace(last)
         return path
 
     logged: dict[str, float] = {}
     ckpt_path = out / last.read_text().strip() if last.is_file() and start > 0 else None
-    data = batches(dataset, cfg, start)
-    bar = tqdm(range(start, stop), initial=start, total=t.max_iter, disable=not progress, desc=cfg.name)
+    data = batches(dataset, cfg, start, rank, world)
+    bar = tqdm(
+        range(start, stop), initial=start, total=t.max_iter, disable=not (progress and main), desc=cfg.name
+    )
     tic = time.perf_counter()
-    with (out / "metrics.jsonl").open("a") as log:
+    with (out / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log:
         for it in bar:
             lr = lr_at(it, cfg)
             set_lr(optimizer, lr)
-            values = train_step(model, optimizer, scaler, *_to_device(*next(data), device), t.clip_grad_norm)
+            values = train_step(net, optimizer, scaler, *_to_device(*next(data), device), t.clip_grad_norm)
+            values = mean_over_ranks(values)
             done = it + 1
             bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items()})
             if done % t.log_period == 0:
                 logged = {"iteration": done, "lr": lr, **values, "time": time.perf_counter() - tic}
-                log.write(json.dumps(logged) + "\n")
-                log.flush()
+                if log is not None:
+                    log.write(json.dumps(logged) + "\n")
+                    log.flush()
             tic = time.perf_counter()
             if done == t.max_iter:
                 ckpt_path = checkpoint("model_final.pth", done)
             elif done % t.checkpoint_period == 0 or done == stop:
                 ckpt_path = checkpoint(f"model_{done:07d}.pth", done)
     bar.close()
-    return {"iteration": max(start, stop), "checkpoint": ckpt_path, "losses": logged}
+    if is_distributed():
+        torch.distributed.barrier()  # rank 0's files are complete when train returns on any rank
+    return {"iteration": max(start, stop), "checkpoint": ckpt_path, "losses": logged, "model": model}
