@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 # CI lays ../shared beside the clone; a user can point elsewhere with MRCNN_LITE_SHARED.
@@ -43,3 +44,14 @@ def shapes_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shapes_small")
     generate(out, seed=0, num_train=12, num_val=6)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): faster on
+    tiny tensors, and immune to OpenMP spin-waits (10-50x slower runs) when another process keeps the other
+    core busy."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from mrcnn_lite.cli import main
@@ -25,14 +24,7 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: faster on these tiny tensors, and immune to OpenMP spin-waits (10-50x slower
-    runs) when another process keeps the other core busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sets(root: Path, keys: list[str] = TINY) -> list[str]:
