@@ -22,7 +22,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mrcnn_lite.data.masks import encode
+from mrcnn_lite.data.masks import decode, encode
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IOU_TYPES = ("bbox", "segm")
@@ -49,6 +49,61 @@ def load_ground_truth(ann_file: str | Path) -> COCO:
         return COCO(str(path))
 
 
+def _empty_results(coco_gt: COCO) -> COCO:
+    """A results ``COCO`` with no detections (pycocotools' ``loadRes`` rejects an empty list)."""
+    coco_dt = COCO()
+    coco_dt.dataset = {
+        "images": list(coco_gt.dataset.get("images", [])),
+        "categories": list(coco_gt.dataset.get("categories", [])),
+        "annotations": [],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt.createIndex()
+    return coco_dt
+
+
+def run_cocoeval(
+    gt: COCO | str | Path,
+    results: list[dict[str, Any]] | str | Path,
+    iou_type: str,
+    img_ids: list[int] | None = None,
+) -> COCOeval:
+    """pycocotools' ``COCOeval`` after ``evaluate()`` and ``accumulate()``, without its prints.
+
+    Everything the analysis of :mod:`mrcnn_lite.evaluation.analysis` reads lives in the returned object:
+    ``eval["precision"]`` ([T, R, K, A, M]: IoU thresholds, the 101 recall points, categories, area
+    ranges, max detections), ``eval["recall"]``, ``eval["scores"]``, the per-image ``evalImgs`` and the
+    IoU matrices ``ious``. :func:`summarize` turns it into :class:`CocoStats`. Arguments as
+    :func:`evaluate`'s; an empty result list is evaluated as "no detections" (precision and recall 0).
+    """
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    coco_gt = gt if isinstance(gt, COCO) else load_ground_truth(gt)
+    if isinstance(results, (str, Path)) and not Path(results).is_file():
+        raise FileNotFoundError(f"COCO results file not found: {results}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(results, list) and not results:
+            coco_dt = _empty_results(coco_gt)
+        else:
+            coco_dt = coco_gt.loadRes(str(results) if isinstance(results, Path) else results)
+        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+        if img_ids is not None:
+            evaluator.params.imgIds = sorted(img_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+    return evaluator
+
+
+def summarize(evaluator: COCOeval) -> CocoStats:
+    """``COCOeval.summarize()`` on an accumulated evaluator: the twelve stats by name and the summary text."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        evaluator.summarize()
+    summary = "\n".join(line for line in out.getvalue().splitlines() if line.startswith(" Average"))
+    iou_type = evaluator.params.iouType
+    return CocoStats(iou_type, dict(zip(STAT_NAMES, map(float, evaluator.stats), strict=True)), summary)
+
+
 def evaluate(
     gt: COCO | str | Path,
     results: list[dict[str, Any]] | str | Path,
@@ -68,17 +123,7 @@ def evaluate(
         raise FileNotFoundError(f"COCO results file not found: {results}")
     if isinstance(results, list) and not results:
         return CocoStats(iou_type, dict.fromkeys(STAT_NAMES, 0.0), "no detections")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        coco_dt = coco_gt.loadRes(str(results) if isinstance(results, Path) else results)
-        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
-        if img_ids is not None:
-            evaluator.params.imgIds = sorted(img_ids)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    summary = "\n".join(line for line in out.getvalue().splitlines() if line.startswith(" Average"))
-    return CocoStats(iou_type, dict(zip(STAT_NAMES, map(float, evaluator.stats), strict=True)), summary)
+    return summarize(run_cocoeval(coco_gt, results, iou_type, img_ids))
 
 
 def to_coco_results(
@@ -102,3 +147,36 @@ def to_coco_results(
             item["segmentation"] = rles[i]
         results.append(item)
     return results
+
+
+def from_coco_results(
+    results: list[dict[str, Any]],
+    image_id: int,
+    cat_id_to_label: dict[int, int],
+    height: int,
+    width: int,
+    score_thresh: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`to_coco_results` for one image, to draw what was evaluated: the detections of
+    ``image_id`` with score ≥ ``score_thresh``, highest score first, as ``boxes`` (XYXY, float32),
+    ``labels`` (contiguous), ``scores`` and, when the results have RLE masks (or there are no detections),
+    ``masks`` [D, H, W] (bool)."""
+    mine = sorted(
+        (r for r in results if r["image_id"] == image_id and r["score"] >= score_thresh),
+        key=lambda r: -r["score"],
+    )
+    xywh = torch.tensor([r["bbox"] for r in mine], dtype=torch.float32).reshape(-1, 4)
+    out = {
+        "boxes": torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1),
+        "labels": torch.tensor([cat_id_to_label[r["category_id"]] for r in mine], dtype=torch.int64),
+        "scores": torch.tensor([r["score"] for r in mine], dtype=torch.float32),
+    }
+    if mine and isinstance(
+        mine[0].get("segmentation"), dict
+    ):  # RLE (loadRes gives box-only results polygons)
+        out["masks"] = torch.from_numpy(
+            np.stack([decode(r["segmentation"], height, width) for r in mine]).astype(bool)
+        )
+    elif not mine:
+        out["masks"] = torch.zeros((0, height, width), dtype=torch.bool)
+    return out
