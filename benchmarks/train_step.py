@@ -138,7 +138,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=RESULTS, suffix=".tmp", delete=False) as f:
         json.dump(info, f, indent=2)
-    os.replace(f.name, RESULTS / "train_step_cpu.json")
+    os.replace(f.name, RESULTS / f"train_step_cpu_{args.size}.json")
 
 
 if __name__ == "__main__":
