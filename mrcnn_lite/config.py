@@ -243,7 +243,7 @@ def classroom_fpn() -> Config:
     pretrained statistics to freeze.
 
     The schedule is the paper's shape (warm-up, one x0.1 step at 80%) with AdamW instead of SGD, and is
-    sized to train in about 10 minutes on 2 CPU cores (``benchmarks/classroom_ap.py`` measures it). Why
+    sized to train in under 10 minutes on 2 CPU cores (7.8 measured by ``benchmarks/classroom_ap.py``). Why
     these choices, measured on the shapes val set (2 threads; the README has the final numbers):
 
     - AdamW (lr 1e-3) vs the paper's SGD (lr 0.02, momentum 0.9; 0.06 diverged): after ~2000 iterations

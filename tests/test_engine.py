@@ -254,8 +254,10 @@ def test_training_outputs(runs: dict) -> None:
     assert (out / "last_checkpoint").read_text().strip() == "model_final.pth"
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in lines] == [1, 2, 3, 4, 5, 6]
-    # warm-up 200 iterations from 0.01 * 0.01: lr at 0-based iteration i is 0.01 * (0.01 + 0.99 * i / 200)
-    assert [x["lr"] for x in lines] == pytest.approx([0.01 * (0.01 + 0.99 * i / 200) for i in range(6)])
+    # linear warm-up over W iterations from f * lr: lr at 0-based iteration i is lr * (f + (1 - f) * i / W)
+    lr, f, w = cfg.train.base_lr, cfg.train.warmup_factor, cfg.train.warmup_iters
+    assert w > 6 and cfg.train.reference_batch_size is None  # the first 6 iterations are all in the warm-up
+    assert [x["lr"] for x in lines] == pytest.approx([lr * (f + (1 - f) * i / w) for i in range(6)])
     losses = {"loss_rpn_objectness", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask", "total_loss"}
     assert losses <= set(lines[0])
     assert lines[-1] == {k: v for k, v in runs["result"]["losses"].items()}
