@@ -304,9 +304,13 @@ def train(
     logged: dict[str, float] = {}
     ckpt_path = out / last.read_text().strip() if last.is_file() and start > 0 else None
     data = batches(dataset, cfg, start, rank, world)
+    # mininterval: a redraw every 2 s at most. In Jupyter each redraw is a few widget messages, and a kernel
+    # flooding its output channel past ZMQ's high-water mark (1000) drops messages, which made nbval and
+    # papermill miss the end of a long training cell.
     bar = tqdm(
-        range(start, stop), initial=start, total=t.max_iter, disable=not (progress and main), desc=cfg.name
-    )
+        range(start, stop), initial=start, total=t.max_iter, disable=not (progress and main), desc=cfg.name,
+        mininterval=2.0,
+    )  # fmt: skip
     tic = time.perf_counter()
     with (out / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log:
         for it in bar:
@@ -315,7 +319,7 @@ def train(
             values = train_step(net, optimizer, scaler, *_to_device(*next(data), device), t.clip_grad_norm)
             values = mean_over_ranks(values)
             done = it + 1
-            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items()})
+            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items()}, refresh=False)
             if done % t.log_period == 0:
                 logged = {"iteration": done, "lr": lr, **values, "time": time.perf_counter() - tic}
                 if log is not None:
