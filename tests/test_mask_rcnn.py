@@ -92,6 +92,8 @@ def test_batch_images_pads_to_multiples_of_32() -> None:
     assert batched.tensors.shape == (2, 3, 96, 96) and batched.image_sizes == [(50, 70), (65, 33)]
     assert torch.equal(batched.tensors[0, :, :50, :70], a) and batched.tensors[0, :, 50:].abs().sum() == 0
     assert torch.equal(batched.tensors[1, :, :65, :33], b) and batched.tensors[1, :, :, 33:].abs().sum() == 0
+    nhwc = batch_images([a, b], memory_format=torch.channels_last).tensors
+    assert nhwc.is_contiguous(memory_format=torch.channels_last) and torch.equal(nhwc, batched.tensors)
 
 
 def test_bad_configs_and_missing_class_count() -> None:

@@ -116,14 +116,10 @@ def evaluate(
     (default: every image of the ground truth, so images without detections count as misses).
     An empty result list gives zeros, not pycocotools' error.
     """
-    if iou_type not in IOU_TYPES:
-        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
-    coco_gt = gt if isinstance(gt, COCO) else load_ground_truth(gt)
-    if isinstance(results, (str, Path)) and not Path(results).is_file():
-        raise FileNotFoundError(f"COCO results file not found: {results}")
-    if isinstance(results, list) and not results:
+    evaluator = run_cocoeval(gt, results, iou_type, img_ids)  # checks the arguments
+    if isinstance(results, list) and not results:  # COCOeval's summary would read -1 (no detections)
         return CocoStats(iou_type, dict.fromkeys(STAT_NAMES, 0.0), "no detections")
-    return summarize(run_cocoeval(coco_gt, results, iou_type, img_ids))
+    return summarize(evaluator)
 
 
 def to_coco_results(

@@ -24,12 +24,17 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def batch_images(images: list[Tensor], divisor: int = 32) -> ImageList:
-    """Zero-pad images ``[3, H_i, W_i]`` to one ``[N, 3, H, W]`` tensor with H, W multiples of ``divisor``."""
+def batch_images(
+    images: list[Tensor], divisor: int = 32, memory_format: torch.memory_format = torch.contiguous_format
+) -> ImageList:
+    """Zero-pad images ``[3, H_i, W_i]`` to one ``[N, 3, H, W]`` tensor with H, W multiples of ``divisor``,
+    laid out in ``memory_format``."""
     h = max(im.shape[-2] for im in images)
     w = max(im.shape[-1] for im in images)
     h, w = -(-h // divisor) * divisor, -(-w // divisor) * divisor
-    batch = images[0].new_zeros((len(images), images[0].shape[0], h, w))
+    first = images[0]
+    shape = (len(images), first.shape[0], h, w)
+    batch = torch.empty(shape, dtype=first.dtype, device=first.device, memory_format=memory_format).zero_()
     for b, im in zip(batch, images, strict=True):
         b[:, : im.shape[-2], : im.shape[-1]].copy_(im)
     return ImageList(batch, [(int(im.shape[-2]), int(im.shape[-1])) for im in images])
@@ -62,10 +67,9 @@ class MaskRCNN(nn.Module):
             self.to(memory_format=torch.channels_last)
 
     def preprocess(self, images: list[Tensor]) -> ImageList:
-        batch = batch_images([(im - self.pixel_mean) / self.pixel_std for im in images], self.size_divisor)
-        if self.channels_last:
-            batch.tensors = batch.tensors.contiguous(memory_format=torch.channels_last)
-        return batch
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        normalised = [(im - self.pixel_mean) / self.pixel_std for im in images]
+        return batch_images(normalised, self.size_divisor, layout)
 
     def forward(
         self,
