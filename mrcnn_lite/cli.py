@@ -1,8 +1,10 @@
-"""The command line: ``python -m mrcnn_lite {train,evaluate,predict}``.
+"""The command line: ``python -m mrcnn_lite {train,evaluate,predict,table2}``.
 
 - ``train``: a preset plus ``--set`` overrides, into ``--out`` (see :func:`mrcnn_lite.engine.train`);
 - ``evaluate``: COCO box and mask AP of a checkpoint (paper Tables 1-3) and the time per stage (§4);
-- ``predict``: overlays of the detections (masks, boxes, class and score) on your own images.
+- ``predict``: overlays of the detections (masks, boxes, class and score) on your own images;
+- ``table2``: the paper's ablations (Table 2, Table 3's box AP) rerun with papermill, several seeds each
+  (see :mod:`mrcnn_lite.ablations`).
 
 Run ``python -m mrcnn_lite COMMAND --help`` for each command's options.
 
@@ -49,6 +51,7 @@ EPILOG = f"""examples:
   {PROG} evaluate --checkpoint runs/classroom_fpn/model_final.pth --out runs/classroom_fpn/metrics.json
   {PROG} predict my_image.png --checkpoint runs/classroom_fpn/model_final.pth --out predictions/
   torchrun --nproc_per_node=2 -m mrcnn_lite train --config classroom_fpn --out runs/fpn_2proc
+  {PROG} table2 --rows c,d --seeds 3                          # Table 2c and 2d, 3 seeds each
 """
 
 
@@ -139,6 +142,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_set(p)
     _add_common(p)
+
+    from mrcnn_lite.ablations.grid import GRID_PRESETS, TABLES
+
+    grids = "".join(f"  {g.name:<6} {_text(g.description)}\n" for g in GRID_PRESETS.values())
+    p = sub.add_parser(
+        "table2", help="rerun the paper's Table 2 ablations (and Table 3's box AP)", formatter_class=fmt,
+        description=_text(
+            "Train every run the chosen sub-tables need, once per seed, by executing "
+            "notebooks/experiments/ablation_run.ipynb with papermill, then assemble results/table2.md, "
+            "results/table2.csv and figures/table2.png: mean and std over seeds, the paper's numbers beside "
+            "ours, and a verdict on each of the paper's claims. Finished runs are skipped (an interrupted "
+            "reproduction resumes); a failed run is recorded (error.json) and the others go on."
+        ),
+        epilog=f"grid presets:\n{grids}"
+        f"\nexamples:\n  {PROG} table2                       # the whole grid (about 2 h on 2 CPU cores)\n"
+        f"  {PROG} table2 --rows c,d --seeds 1\n"
+        f"  {PROG} table2 --preset smoke --out /tmp/t2 --results /tmp/t2\n",
+    )  # fmt: skip
+    p.add_argument(
+        "--rows", metavar="T,T", type=lambda s: [t for t in s.split(",") if t.strip()],
+        help=f"comma-separated sub-tables: {', '.join(TABLES)} (a..e accepted for 2a..2e; default all)",
+    )  # fmt: skip
+    p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 per run (default the preset's: 3)")
+    p.add_argument("--preset", default="cpu", choices=list(GRID_PRESETS), help="grid preset (default cpu)")
+    p.add_argument("--out", type=Path, help="the runs' folder (default runs/table2/<preset>)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="tables go here (default results/)")
+    p.add_argument(
+        "--figures", type=Path, default=Path("figures"), help="the figure goes here (default figures/)"
+    )
+    p.add_argument("--jobs", type=int, metavar="N", help="runs at once, sharing the cores")
+    _add_set(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -251,7 +286,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+def cmd_table2(args: argparse.Namespace) -> int:
+    from mrcnn_lite.ablations.runner import run_grid
+
+    try:
+        result = run_grid(
+            args.rows, args.seeds, args.preset, args.out, args.results, args.figures, args.overrides,
+            progress=not args.quiet, jobs=args.jobs,
+        )  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    counts = {s: list(result.statuses.values()).count(s) for s in ("done", "skipped", "failed")}
+    print(f"runs: {counts['done']} trained, {counts['skipped']} already done, {counts['failed']} failed")
+    for path in result.files:
+        print(f"wrote {path}")
+    return 1 if counts["failed"] else 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "table2": cmd_table2}
 
 
 def main(argv: list[str] | None = None) -> int:

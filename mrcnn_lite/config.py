@@ -641,11 +641,8 @@ def validate(cfg: Config) -> None:
     need(m.width > 0, f"model.width must be positive, got {m.width}")
     if m.backbone == "resnext101_32x8d":
         need(m.width % 8 == 0, f"model.width for resnext101_32x8d must be a multiple of 8, got {m.width}")
-    need(
-        m.weights_path is None or m.width == 64,
-        f"model.weights_path needs model.width=64 (pretrained weights are the standard network), "
-        f"got width={m.width}",
-    )
+    # model.weights_path with a width other than 64: checked when the file is read (it names the file's
+    # width); the Table 2 grid loads width-32 trunks saved by this library
     need(
         0 <= m.freeze_at <= 5,
         f"model.freeze_at must be in 0..5 (1 stem, 2 stem+res2, ...), got {m.freeze_at}",

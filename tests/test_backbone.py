@@ -170,6 +170,26 @@ def test_weights_errors(resnet18_file: tuple[str, nn.Module], tmp_path) -> None:
         build_backbone("resnet34", "c5", weights_path=path)
 
 
+def test_weights_of_a_narrow_trunk_load_into_the_same_width(tmp_path) -> None:
+    """A trunk file saved from a width-16 network (as the Table 2 grid's shared trunk) loads into width 16:
+    the loaded trunk computes what the saved one does, and every other width is refused by name."""
+    torch.manual_seed(5)
+    saved = ResNet("resnet18", width=16).eval()
+    with torch.no_grad():  # non-trivial BN statistics, so that they must be loaded too
+        for m in saved.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "trunk.pth"
+    torch.save(saved.state_dict(), path)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    loaded = build_backbone("resnet18", "c5", width=16, frozen_bn=True, weights_path=path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)["c5"], saved(x)["c5"], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="width-16 network.*width=32"):
+        build_backbone("resnet18", "c5", width=32, weights_path=path)
+
+
 def test_frozen_bn_equals_eval_mode_bn() -> None:
     torch.manual_seed(3)
     bn_trunk = ResNet("resnet50", width=16)

@@ -214,7 +214,6 @@ def test_bad_values(override: str, message: str) -> None:
         ("classroom_c4", ["model.mask_resolution=28"], r"mask_resolution must be 14 with arch='c4'"),
         ("classroom_fpn", ["model.mask_resolution=27"], r"mask_resolution must be even"),
         ("classroom_fpn", ["model.anchor_sizes=(32,64,128)"], r"one size per FPN level P2..P6"),
-        ("classroom_fpn", ["model.weights_path=/w/r18.pth"], r"weights_path needs model.width=64.*width=32"),
         (
             "classroom_fpn",
             ["model.roi_op=roi_pool"],

@@ -31,8 +31,10 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
+from mrcnn_lite.config import Config
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.loader import build_dataloader
+from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.distributed import all_gather_object, get_rank, get_world_size, is_main_process
 from mrcnn_lite.evaluation.coco_eval import CocoStats, evaluate, to_coco_results
 from mrcnn_lite.modeling.mask_rcnn import MaskRCNN
@@ -84,6 +86,21 @@ class _MaskBranchTimer:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+def eval_dataset(cfg: Config, split: str | None = None, max_images: int | None = None) -> CocoDetection:
+    """The split a config is evaluated on (default ``data.val_split``), with the test-time transform (the
+    largest ``data.min_size``); ``max_images`` keeps the first N images (:func:`evaluate_model` then
+    scores those alone)."""
+    d = cfg.data
+    dataset = CocoDetection(
+        d.root, split or d.val_split, train=False, transforms=build_transforms(False, d.min_size, d.max_size)
+    )
+    if max_images is not None:
+        if max_images <= 0:
+            raise ValueError(f"max_images must be positive or None, got {max_images}")
+        dataset.ids = dataset.ids[:max_images]
+    return dataset
 
 
 @torch.no_grad()
@@ -168,13 +185,16 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """``{"bbox": CocoStats, "segm": CocoStats, "timing": {stage: ms}}`` (``segm`` only with masks).
 
-    In a process group the ranks share the inference; rank 0 evaluates, the others get ``{"timing"}``."""
+    COCOeval scores the images of ``dataset.ids`` (the whole split, or the subset a caller kept, e.g.
+    ``dataset.ids = dataset.ids[:50]`` for a quick check). In a process group the ranks share the
+    inference; rank 0 evaluates, the others get ``{"timing"}``."""
     results, timing = predict_dataset(model, dataset, batch_size, progress and is_main_process())
     if not is_main_process():
         return {"timing": timing}
-    out: dict[str, Any] = {"bbox": evaluate(dataset.coco, results, "bbox")}
+    ids = list(dataset.ids)
+    out: dict[str, Any] = {"bbox": evaluate(dataset.coco, results, "bbox", ids)}
     if model.roi_heads.mask_head is not None:
-        out["segm"] = evaluate(dataset.coco, results, "segm")
+        out["segm"] = evaluate(dataset.coco, results, "segm", ids)
     out["timing"] = timing
     return out
 

@@ -135,16 +135,13 @@ class ResNet(nn.Module):
 
 
 def load_imagenet_weights(trunk: ResNet, weights_path: str | Path) -> None:
-    """Load a torchvision ImageNet checkpoint (a ``state_dict`` file) into ``trunk``, dropping ``fc.*``.
+    """Load a trunk ``state_dict`` file (torchvision's layout) into ``trunk``, dropping ``fc.*``.
 
+    Usually torchvision's ImageNet checkpoint (width 64); any width loads when the file was saved from a
+    trunk of that width (e.g. the shared trunk of the Table 2 ablations, :mod:`mrcnn_lite.ablations`).
     Strict otherwise: every trunk key must be present with the same shape. Only ever a local file.
     """
     path = Path(weights_path)
-    if trunk.width != 64:
-        raise ValueError(
-            f"weights_path={str(path)!r} holds a standard-width network; it cannot load into width="
-            f"{trunk.width} (use width=64, or weights_path=None to train from scratch)"
-        )
     if not path.is_file():
         raise FileNotFoundError(
             f"backbone weights file not found: {str(path)!r} (a torchvision {trunk.depth} state_dict saved "
@@ -155,6 +152,12 @@ def load_imagenet_weights(trunk: ResNet, weights_path: str | Path) -> None:
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    stem = state.get("conv1.weight")
+    if stem is not None and stem.ndim == 4 and stem.shape[0] != trunk.width:
+        raise ValueError(
+            f"weights_path={str(path)!r} holds a width-{stem.shape[0]} network; it cannot load into width="
+            f"{trunk.width} (set model.width={stem.shape[0]}, or weights_path=None to train from scratch)"
+        )
     try:
         trunk.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -1,0 +1,136 @@
+"""The Table 2 reproduction path: the grid's definitions, and a smoke run through papermill end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from mrcnn_lite.ablations.grid import (
+    CLAIMS,
+    GRID_PRESETS,
+    ROWS,
+    RUN_BY_KEY,
+    RUNS,
+    TABLES,
+    paper_numbers,
+    paper_value,
+    run_overrides,
+    select,
+)
+from mrcnn_lite.ablations.runner import run_grid, run_one
+from mrcnn_lite.config import ConfigError, get_config, rescale_schedule
+from mrcnn_lite.engine.checkpoint import read_checkpoint
+
+
+def test_every_run_is_a_valid_config_with_the_variant_it_names() -> None:
+    grid = GRID_PRESETS["cpu"]
+    for run in RUNS:
+        overrides, iters = run_overrides(run, grid, "trunk.pth")
+        cfg = get_config(run.preset, [o for o in overrides if not o.startswith("model.weights_path")])
+        rescale_schedule(cfg, iters)
+        assert cfg.model.arch == run.arch
+        if run.stage == "heads":
+            assert "model.weights_path=trunk.pth" in overrides
+            assert cfg.model.freeze_at == (4 if run.arch == "c4" else 5)
+        else:
+            assert cfg.model.freeze_at == 0 and not any("weights_path" in o for o in overrides)
+    m = lambda key: get_config(RUN_BY_KEY[key].preset, list(RUN_BY_KEY[key].overrides)).model  # noqa: E731
+    assert (m("c4_roipool").roi_op, m("c4_roipool").roi_mode) == ("roi_pool", "max")
+    assert (m("c4_roiwarp_avg").roi_op, m("c4_roiwarp_avg").roi_mode) == ("roi_warp", "avg")
+    assert (m("c4_roialign_max").roi_op, m("c4_roialign_max").roi_mode) == ("roi_align", "max")
+    assert m("c4_softmax").mask_loss == "softmax" and m("c4_agnostic").class_agnostic_masks
+    assert m("c5_roipool").arch == "c5" and m("fpn_mlp2").mask_head == "mlp2"
+    assert not m("fpn_faster").with_mask and m("a_r34_fpn").backbone == "resnet34"
+    assert m("c4_roialign_avg").roi_batch_size_per_image == 32
+
+
+def test_rows_claims_and_paper_numbers_agree() -> None:
+    tables = paper_numbers()["tables"]
+    for row in ROWS:
+        assert row.run in RUN_BY_KEY, row
+        assert row.paper in tables[row.table]["rows"], row
+    for t in TABLES:
+        assert sum(r.baseline for r in ROWS if r.table == t) == 1, t
+    for claim in CLAIMS:
+        for run, _ in (*claim.plus, *claim.minus):
+            assert run in RUN_BY_KEY, claim.key
+    # spot-check the transcription against the paper's printed values
+    assert paper_value("2c", "RoIPool (max)", "mask_AP75") == 26.4
+    assert paper_value("2d", "RoIAlign", "box_AP") == 34.0
+    assert paper_value("3", "Mask R-CNN", "box_AP50") == 60.3
+    assert paper_value("agnostic", "class-agnostic", "mask_AP50") is None
+
+
+def test_select_by_table_names() -> None:
+    rows, runs = select(["c", "2d"])
+    assert {r.table for r in rows} == {"2c", "2d"}
+    assert [r.key for r in runs] == [r.key for r in RUNS if r.key.startswith(("c4_roi", "c5_"))]
+    assert [r.key for r in select(["t3"])[1]] == ["fpn_fcn", "fpn_faster"]
+    with pytest.raises(ValueError, match="unknown table.*2z"):
+        select(["2z"])
+
+
+def test_run_grid_rejects_bad_input_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown grid preset 'fast'"):
+        run_grid(preset="fast", out=tmp_path)
+    with pytest.raises(ConfigError, match="model.roi_opp"):
+        run_grid(["2d"], preset="smoke", out=tmp_path, overrides=["model.roi_opp=roi_pool"], progress=False)
+    assert not (tmp_path / "_trunk").exists()
+
+
+@pytest.mark.slow
+def test_smoke_grid_through_papermill(shapes_small: Path, tmp_path: Path) -> None:
+    """Two rows (Table 2d) x one seed with the smoke schedule: trunk, papermill runs, assembled table;
+    a second call skips everything."""
+    out, results, figures = tmp_path / "runs", tmp_path / "results", tmp_path / "figures"
+    kwargs = dict(out=out, results=results, figures=figures, overrides=[f"data.root={shapes_small}"])
+    res = run_grid(["2d"], seeds=1, preset="smoke", progress=False, jobs=2, **kwargs)  # two kernels at once
+    assert res.statuses == {("c5_roipool", 0): "done", ("c5_roialign", 0): "done"}
+
+    trunk = torch.load(res.trunk["path"], weights_only=True)
+    for key in ("c5_roipool", "c5_roialign"):
+        run_dir = out / key / "seed0"
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["run"] == key and metrics["seed"] == 0 and metrics["iterations"] == 4
+        assert metrics["val_images"] == 6  # max_val_images=8, the small set has 6
+        assert 0.0 <= metrics["segm"]["AP"] <= 1.0 and 0.0 <= metrics["bbox"]["AP75"] <= 1.0
+        assert metrics["config"]["model"]["freeze_at"] == 5
+        nb = nbformat.read(run_dir / "run.ipynb", as_version=4)
+        assert not [
+            o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+        ]
+        # the frozen trunk came from the shared trunk file and did not move
+        body = {k.removeprefix("backbone.body."): v for k, v in read_checkpoint(run_dir / "model_final.pth")[
+            "model"].items() if k.startswith("backbone.body.")}  # fmt: skip
+        for name in ("conv1.weight", "layer4.1.conv2.weight", "layer3.0.bn1.running_mean"):
+            torch.testing.assert_close(body[name], trunk[name], rtol=0, atol=0)
+
+    md = (results / "table2_smoke.md").read_text()
+    assert "RoIAlign" in md and "RoIPool" in md and "2(d)" in md
+    assert "grid wall time: " in md and "trunk" in md and str(tmp_path) not in md.split("runs: ")[0]
+    csv_text = (results / "table2_smoke.csv").read_text()
+    assert "c5_roialign" in csv_text and "c5_roipool" in csv_text
+    assert (figures / "table2_smoke.png").stat().st_size > 1000
+
+    before = (out / "c5_roipool" / "seed0" / "metrics.json").stat().st_mtime_ns
+    again = run_grid(["2d"], seeds=1, preset="smoke", progress=False, **kwargs)
+    assert set(again.statuses.values()) == {"skipped"}
+    assert (out / "c5_roipool" / "seed0" / "metrics.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_recorded_with_its_error(tmp_path: Path) -> None:
+    params = {
+        "RUN": "broken", "PRESET": "classroom_c5", "OVERRIDES": ["model.roi_mode=median"], "SEED": 0,
+        "MAX_ITER": 2, "MAX_VAL_IMAGES": 2, "GRID_PRESET": "smoke", "TRUNK_SHA256": None,
+    }  # fmt: skip
+    assert run_one(params, tmp_path / "broken") == "failed"
+    error = json.loads((tmp_path / "broken" / "error.json").read_text())
+    assert error["run"] == "broken" and "model.roi_mode" in error["error"] and "median" in error["error"]
+    assert (tmp_path / "broken" / "run.ipynb").is_file() and not (
+        tmp_path / "broken" / "metrics.json"
+    ).exists()
