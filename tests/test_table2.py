@@ -45,7 +45,10 @@ def test_every_run_is_a_valid_config_with_the_variant_it_names() -> None:
     assert m("c4_softmax").mask_loss == "softmax" and m("c4_agnostic").class_agnostic_masks
     assert m("c5_roipool").arch == "c5" and m("fpn_mlp2").mask_head == "mlp2"
     assert not m("fpn_faster").with_mask and m("a_r34_fpn").backbone == "resnet34"
-    assert m("c4_roialign_avg").roi_batch_size_per_image == 32
+    assert (
+        m("c4_roialign_avg").roi_batch_size_per_image == 32 and m("c4_roipool").rpn_post_nms_top_n_test == 50
+    )
+    assert all(m(r.key).detections_per_image == 20 for r in RUNS)
 
 
 def test_rows_claims_and_paper_numbers_agree() -> None:
