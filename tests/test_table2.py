@@ -137,3 +137,40 @@ def test_a_failed_run_is_recorded_with_its_error(tmp_path: Path) -> None:
     assert (tmp_path / "broken" / "run.ipynb").is_file() and not (
         tmp_path / "broken" / "metrics.json"
     ).exists()
+
+
+def test_best_mask_iou_per_object_by_hand() -> None:
+    """qualitative._best_ious: per ground-truth object, the best same-class mask IoU among detections above
+    the score threshold (0 when none), checked against IoUs counted by hand."""
+    import numpy as np
+    import pycocotools.mask as mask_utils
+    from pycocotools.coco import COCO
+
+    from mrcnn_lite.ablations.qualitative import _best_ious
+
+    coco = COCO()
+    square = [[2, 2, 6, 2, 6, 6, 2, 6]]  # pixels 2..5 x 2..5: 16 pixels
+    coco.dataset = {
+        "images": [{"id": 1, "height": 10, "width": 10}],
+        "categories": [{"id": 7, "name": "a"}, {"id": 8, "name": "b"}],
+        "annotations": [
+            {"id": i, "image_id": 1, "category_id": c, "segmentation": square, "area": 16,
+             "bbox": [2, 2, 4, 4], "iscrowd": 0}
+            for i, c in ((1, 7), (2, 8))
+        ],
+    }  # fmt: skip
+    coco.createIndex()
+
+    def rle(y0: int, x0: int) -> dict:
+        m = np.zeros((10, 10), dtype=np.uint8, order="F")
+        m[y0 : y0 + 4, x0 : x0 + 4] = 1
+        return mask_utils.encode(m)
+
+    results = [
+        {"image_id": 1, "category_id": 7, "score": 0.9, "segmentation": rle(3, 2)},  # shifted 1 row: 12 / 20
+        {"image_id": 1, "category_id": 7, "score": 0.8, "segmentation": rle(2, 2)},  # exact, but below 0.85
+        {"image_id": 1, "category_id": 8, "score": 0.2, "segmentation": rle(2, 2)},  # class 8, below 0.85
+    ]
+    ious = _best_ious(coco, results, score_thresh=0.85)
+    assert ious == {1: pytest.approx(12 / 20), 2: 0.0}
+    assert _best_ious(coco, results, score_thresh=0.1) == {1: pytest.approx(1.0), 2: pytest.approx(1.0)}

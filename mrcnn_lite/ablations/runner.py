@@ -187,36 +187,33 @@ def trunk_summary(trunk: dict[str, Any] | None) -> str | None:
     if trunk is None:
         return None
     ap = lambda task: f"{100 * trunk[task]['AP']:.1f}" if trunk.get(task) else "–"  # noqa: E731
+    log = Path(trunk["path"]).parent / "train" / "metrics.jsonl"  # the trunk may have been resumed: its
+    steps = [json.loads(line)["time"] for line in log.read_text().splitlines()] if log.is_file() else []
+    seconds = sum(steps) / len(steps) * trunk["iterations"] if steps else trunk["train_seconds"]
     return (
-        f"{trunk['preset']} seed {trunk['seed']}, {trunk['iterations']} iterations "
-        f"({trunk['train_seconds']:.0f} s); that FPN model's val AP: box {ap('bbox')}, mask {ap('segm')}; "
+        f"{trunk['preset']} seed {trunk['seed']}, {trunk['iterations']} iterations (about {seconds / 60:.0f} "
+        f"min of training steps); that FPN model's val AP: box {ap('bbox')}, mask {ap('segm')}; "
         f"ResNet weights {_shown(Path(trunk['path']))} (sha256 {trunk['sha256'][:12]}), frozen in the runs"
     )
 
 
-def wall_time_summary(out: Path, with_trunk: bool) -> str | None:
-    """The grid's wall time from ``log.jsonl``: the time covered by the last finished attempt of every
-    (run, seed) and the trunk (runs that overlapped, with ``jobs`` > 1, count once; pauses between two
-    invocations do not count)."""
+def wall_time_summary(out: Path) -> str | None:
+    """The runs' wall time from ``log.jsonl``: the time covered by the last finished attempt of every
+    (run, seed) (runs that overlapped, with ``jobs`` > 1, count once; pauses between two invocations do
+    not count). The shared trunk's training is not included (:func:`trunk_summary` gives it)."""
     path = out / "log.jsonl"
     if not path.is_file():
         return None
     last: dict[tuple[str, int], tuple[float, float]] = {}
     for line in path.read_text().splitlines():
         e = json.loads(line)
-        if e["status"] == "done" and "end" in e and (e["run"] != "_trunk" or with_trunk):
+        if e["status"] == "done" and "end" in e and e["run"] != "_trunk":
             last[(e["run"], e["seed"])] = (e["end"] - e["wall_seconds"], e["end"])
-    trunk = last.pop(("_trunk", TRUNK_SEED), None)
     covered, reach = 0.0, -math.inf
     for a, b in sorted(last.values()):  # the length of the union of the runs' intervals
         covered += max(0.0, b - max(a, reach))
         reach = max(reach, b)
-    trunk_s = trunk[1] - trunk[0] if trunk else 0.0
-    total = trunk_s + covered
-    return (
-        f"{total / 3600:.2f} h ({total / 60:.0f} min: trunk {trunk_s / 60:.0f} min, {len(last)} runs "
-        f"{covered / 60:.0f} min) on {os.cpu_count()} CPU cores"
-    )
+    return f"{covered / 3600:.2f} h for {len(last)} runs, on {os.cpu_count()} CPU cores (plus the trunk)"
 
 
 @dataclass
@@ -303,7 +300,7 @@ def run_grid(
     name = "table2" if preset == "cpu" else f"table2_{preset}"
     header = {
         "grid": grid, "seeds": n_seeds, "trunk": trunk_summary(trunk),
-        "grid wall time": wall_time_summary(out, trunk_needed), "runs": _shown(out),
+        "grid wall time": wall_time_summary(out), "runs": _shown(out),
     }  # fmt: skip
     built = report.build(out, Path(results), Path(figures), name=name, header=header, rows=rows)
     files = [Path(results) / f"{name}.md", Path(results) / f"{name}.csv", Path(figures) / f"{name}.png"]
