@@ -21,7 +21,7 @@ from mrcnn_lite.ablations.grid import (
     run_overrides,
     select,
 )
-from mrcnn_lite.ablations.runner import run_grid, run_one
+from mrcnn_lite.ablations.runner import run_grid, run_one, run_params
 from mrcnn_lite.config import ConfigError, get_config, rescale_schedule
 from mrcnn_lite.engine.checkpoint import read_checkpoint
 
@@ -85,6 +85,27 @@ def test_run_grid_rejects_bad_input_before_training(tmp_path: Path) -> None:
     assert not (tmp_path / "_trunk").exists()
 
 
+def test_2a_runs_load_the_trunk_of_their_depth() -> None:
+    grid = GRID_PRESETS["cpu"]
+    trunks = {b: {"path": f"{b}.pth", "sha256": b[-2:]} for b in ("resnet18", "resnet34")}
+    rows = {r.label: r.run for r in select(["a"])[0]}
+    assert (
+        rows["R18-C4"] == "c4_roialign_avg" and rows["R18-FPN"] == "fpn_fcn"
+    )  # trained once, shared with 2c/2e
+    for label, depth in (("R18-C4", "resnet18"), ("R34-C4", "resnet34"), ("R34-FPN", "resnet34")):
+        run = RUN_BY_KEY[rows[label]]
+        params = run_params(run, 1, grid, trunks, [])
+        assert (
+            f"model.weights_path={depth}.pth" in params["OVERRIDES"] and params["TRUNK_SHA256"] == depth[-2:]
+        )
+        assert get_config(run.preset, list(run.overrides)).model.backbone == depth
+    with pytest.raises(ValueError, match="a_r34_c4.*resnet34 trunk"):
+        run_params(RUN_BY_KEY["a_r34_c4"], 0, grid, {"resnet18": trunks["resnet18"]}, [])
+    # the e2e grid shares no trunk: every run trains from scratch with its preset's schedule
+    e2e = run_params(RUN_BY_KEY["a_r34_c4"], 0, GRID_PRESETS["e2e"], None, [])
+    assert not any("weights_path" in o for o in e2e["OVERRIDES"]) and e2e["MAX_ITER"] is None
+
+
 @pytest.mark.slow
 def test_smoke_grid_through_papermill(shapes_small: Path, tmp_path: Path) -> None:
     """Two rows (Table 2d) x one seed with the smoke schedule: trunk, papermill runs, assembled table;
@@ -94,7 +115,8 @@ def test_smoke_grid_through_papermill(shapes_small: Path, tmp_path: Path) -> Non
     res = run_grid(["2d"], seeds=1, preset="smoke", progress=False, jobs=2, **kwargs)  # two kernels at once
     assert res.statuses == {("c5_roipool", 0): "done", ("c5_roialign", 0): "done"}
 
-    trunk = torch.load(res.trunk["path"], weights_only=True)
+    assert list(res.trunks) == ["resnet18"]  # 2d needs no ResNet-34 trunk
+    trunk = torch.load(res.trunks["resnet18"]["path"], weights_only=True)
     for key in ("c5_roipool", "c5_roialign"):
         run_dir = out / key / "seed0"
         metrics = json.loads((run_dir / "metrics.json").read_text())

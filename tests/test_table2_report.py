@@ -201,7 +201,8 @@ def test_faster_rcnn_without_masks(report) -> None:
 
 
 def test_missing_and_failed_runs_are_listed(report) -> None:
-    assert row(report, "2a", "R18-C4").note == "not run"
+    assert row(report, "2a", "R34-FPN").note == "not run"
+    assert row(report, "2a", "R18-C4").n == 4  # the 2c RoIAlign (avg) run, shown in 2a too
     failed = row(report, "2a", "R34-C4")
     assert failed.note == "failed: CUDA out of memory" and failed.n == 0
     assert failed.deltas[0].ours.n == 0 and failed.deltas[0].direction_agrees is None

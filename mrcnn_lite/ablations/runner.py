@@ -2,9 +2,10 @@
 
 Every (run, seed) executes ``notebooks/experiments/ablation_run.ipynb`` through papermill with the run's
 preset, overrides, seed and schedule as parameters; the executed notebook (``run.ipynb``), the training
-outputs and ``metrics.json`` stay in ``<out>/<run>/seed<k>/``. The order is fixed: the shared trunk
-first (when the grid preset has one), then seed 0 of every run, seed 1 of every run, ... so that an
-interrupted reproduction already holds whole tables for its first seeds.
+outputs and ``metrics.json`` stay in ``<out>/<run>/seed<k>/``. The order is fixed: the shared trunks
+first (when the grid preset has them: ResNet-18 in ``_trunk/``, ResNet-34 for 2a in
+``_trunk_resnet34/``), then seed 0 of every run, seed 1 of every run, ... so that an interrupted
+reproduction already holds whole tables for its first seeds.
 
 - **Resumable**: a (run, seed) whose ``metrics.json`` records the same parameters is skipped; an
   interrupted one resumes from its last checkpoint (the notebook calls ``train_or_resume``).
@@ -63,14 +64,23 @@ def _log(out: Path, **entry: Any) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
+def trunk_folder(out: Path, backbone: str) -> Path:
+    """Where the shared trunk of ``backbone`` lives: ``<out>/_trunk`` (ResNet-18), ``<out>/_trunk_<name>``."""
+    return out / ("_trunk" if backbone == "resnet18" else f"_trunk_{backbone}")
+
+
 def shared_trunk(
-    grid: GridPreset, out: Path, overrides: list[str] | None = None, progress: bool = True
+    grid: GridPreset,
+    out: Path,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    backbone: str = "resnet18",
 ) -> dict[str, Any] | None:
-    """Train (or reuse) the grid's shared trunk: ``classroom_fpn`` (seed 0, ``grid.trunk_iters``
-    iterations, with the grid's ``overrides``), its ResNet saved as ``<out>/_trunk/trunk.pth`` (a
-    torchvision-layout state_dict that ``model.weights_path`` loads). Also evaluates that FPN model, so
-    the table says how good the trunk is. Returns ``trunk.json``'s content (path, sha256, config, AP,
-    seconds), or None without a shared trunk."""
+    """Train (or reuse) the grid's shared trunk of ``backbone``: ``classroom_fpn`` with that ResNet (seed 0,
+    ``grid.trunk_iters`` iterations, with the grid's ``overrides``), its ResNet saved as
+    ``trunk_folder(out, backbone)/trunk.pth`` (a torchvision-layout state_dict that ``model.weights_path``
+    loads). Also evaluates that FPN model, so the table says how good the trunk is. Returns
+    ``trunk.json``'s content (path, sha256, config, AP, seconds), or None without a shared trunk."""
     if not grid.shared_trunk:
         return None
     import torch
@@ -80,7 +90,8 @@ def shared_trunk(
     from mrcnn_lite.engine.trainer import git_commit
     from mrcnn_lite.workbook import notebook_config, train_or_resume
 
-    folder = out / "_trunk"
+    folder = trunk_folder(out, backbone)
+    overrides = [*(overrides or []), f"model.backbone={backbone}"]
     cfg = notebook_config(TRUNK_PRESET, overrides, grid.trunk_iters, seed=TRUNK_SEED, checkpoints=4)
     info_path, weights = folder / "trunk.json", folder / "trunk.pth"
     config = json.loads(json.dumps(to_dict(cfg)))
@@ -100,18 +111,23 @@ def shared_trunk(
     metrics = stats_to_dict(evaluate_model(model, eval_dataset(cfg, max_images=grid.max_val_images)))
     info = {
         "path": str(weights.resolve()), "sha256": sha256(weights), "preset": TRUNK_PRESET, "seed": TRUNK_SEED,
+        "backbone": backbone,
         "iterations": cfg.train.max_iter, "train_seconds": seconds, "eval_seconds": time.perf_counter() - tic,
         "bbox": metrics["bbox"], "segm": metrics.get("segm"), "config": config, "git_commit": git_commit(),
     }  # fmt: skip
     write_json(info_path, info)
-    _log(out, run="_trunk", seed=TRUNK_SEED, status="done", wall_seconds=seconds + info["eval_seconds"])
+    _log(out, run=folder.name, seed=TRUNK_SEED, status="done", wall_seconds=seconds + info["eval_seconds"])
     return info
 
 
 def run_params(
-    run: Run, seed: int, grid: GridPreset, trunk: dict[str, Any] | None, overrides: list[str]
+    run: Run, seed: int, grid: GridPreset, trunks: dict[str, dict[str, Any]] | None, overrides: list[str]
 ) -> dict[str, Any]:
-    """The papermill parameters of one (run, seed); ``metrics.json`` records them to decide skipping."""
+    """The papermill parameters of one (run, seed); ``metrics.json`` records them to decide skipping.
+    ``trunks``: the shared trunk of each backbone (:func:`shared_trunk`'s result), or None."""
+    trunk = (trunks or {}).get(run.backbone)
+    if trunks and run.stage == "heads" and trunk is None:
+        raise ValueError(f"run {run.key!r} needs the {run.backbone} trunk; trunks given: {', '.join(trunks)}")
     own, iters = run_overrides(run, grid, trunk["path"] if trunk else None)
     return {
         "RUN": run.key, "PRESET": run.preset, "OVERRIDES": [*own, *overrides], "SEED": seed,
@@ -183,7 +199,7 @@ def _shown(path: Path) -> str:
 
 
 def trunk_summary(trunk: dict[str, Any] | None) -> str | None:
-    """One line on the shared trunk for the table's header."""
+    """One line on a shared trunk for the table's header."""
     if trunk is None:
         return None
     ap = lambda task: f"{100 * trunk[task]['AP']:.1f}" if trunk.get(task) else "–"  # noqa: E731
@@ -191,7 +207,8 @@ def trunk_summary(trunk: dict[str, Any] | None) -> str | None:
     steps = [json.loads(line)["time"] for line in log.read_text().splitlines()] if log.is_file() else []
     seconds = sum(steps) / len(steps) * trunk["iterations"] if steps else trunk["train_seconds"]
     return (
-        f"{trunk['preset']} seed {trunk['seed']}, {trunk['iterations']} iterations (about {seconds / 60:.0f} "
+        f"{trunk.get('backbone', 'resnet18')}: {trunk['preset']} seed {trunk['seed']}, "
+        f"{trunk['iterations']} iterations (about {seconds / 60:.0f} "
         f"min of training steps); that FPN model's val AP: box {ap('bbox')}, mask {ap('segm')}; "
         f"ResNet weights {_shown(Path(trunk['path']))} (sha256 {trunk['sha256'][:12]}), frozen in the runs"
     )
@@ -207,7 +224,7 @@ def wall_time_summary(out: Path) -> str | None:
     last: dict[tuple[str, int], tuple[float, float]] = {}
     for line in path.read_text().splitlines():
         e = json.loads(line)
-        if e["status"] == "done" and "end" in e and e["run"] != "_trunk":
+        if e["status"] == "done" and "end" in e and not e["run"].startswith("_trunk"):
             last[(e["run"], e["seed"])] = (e["end"] - e["wall_seconds"], e["end"])
     covered, reach = 0.0, -math.inf
     for a, b in sorted(last.values()):  # the length of the union of the runs' intervals
@@ -221,7 +238,7 @@ class GridResult:
     """What :func:`run_grid` did: the status of every (run, seed), and the files it wrote."""
 
     statuses: dict[tuple[str, int], str]
-    trunk: dict[str, Any] | None
+    trunks: dict[str, dict[str, Any]]
     files: list[Path]
 
 
@@ -265,21 +282,22 @@ def run_grid(
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     threads = max(1, (os.cpu_count() or 1) // jobs)
 
-    trunk_needed = any(r.stage == "heads" for r in runs) and grid.shared_trunk
-    placeholder = {"path": "trunk.pth", "sha256": None}
+    # the trunks the chosen runs load, ResNet-18 first
+    backbones = sorted({r.backbone for r in runs if r.stage == "heads"}) if grid.shared_trunk else []
+    placeholders = {b: {"path": "trunk.pth", "sha256": None} for b in backbones}
     for run in runs:  # every config is valid before hours of training start (bad keys fail here)
-        p = run_params(run, 0, grid, placeholder if trunk_needed else None, overrides)
+        p = run_params(run, 0, grid, placeholders or None, overrides)
         cfg = get_config(p["PRESET"], [o for o in p["OVERRIDES"] if not o.startswith("model.weights_path=")])
         if p["MAX_ITER"] is not None:
             rescale_schedule(cfg, p["MAX_ITER"])
 
-    trunk = shared_trunk(grid, out, overrides, progress) if trunk_needed else None
+    trunks = {b: shared_trunk(grid, out, overrides, progress, backbone=b) for b in backbones}
     todo = [(run, seed) for seed in range(n_seeds) for run in runs]
     statuses: dict[tuple[str, int], str] = {}
     bar = tqdm(total=len(todo), desc=f"table2 [{preset}]", unit="run", disable=not progress)
 
     def one(run: Run, seed: int) -> tuple[tuple[str, int], str]:
-        params = run_params(run, seed, grid, trunk, overrides)
+        params = run_params(run, seed, grid, trunks or None, overrides)
         tic = time.perf_counter()
         status = run_one(params, out / run.key / f"seed{seed}", kernel, threads)
         if status != "skipped":
@@ -299,7 +317,7 @@ def run_grid(
 
     name = "table2" if preset == "cpu" else f"table2_{preset}"
     header = {
-        "grid": grid, "seeds": n_seeds, "trunk": trunk_summary(trunk),
+        "grid": grid, "seeds": n_seeds, "trunk": "; ".join(map(trunk_summary, trunks.values())) or None,
         "grid wall time": wall_time_summary(out), "runs": _shown(out),
     }  # fmt: skip
     built = report.build(out, Path(results), Path(figures), name=name, header=header, rows=rows)
@@ -308,4 +326,4 @@ def run_grid(
     if failed:
         print(f"{len(failed)} run(s) failed (see error.json in each): {failed}")
     del built
-    return GridResult(statuses, trunk, files)
+    return GridResult(statuses, trunks, files)
