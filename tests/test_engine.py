@@ -111,8 +111,15 @@ def test_cosine_schedule_matches_torch_cosine_annealing() -> None:
 
 
 def test_build_optimizer_adamw_matches_torch_adamw_step() -> None:
-    cfg = get_config("coco_r50_fpn", ["train.optimizer=adamw", "train.base_lr=0.001",
-                                      "train.reference_batch_size=none", "train.warmup_iters=0"])
+    cfg = get_config(
+        "coco_r50_fpn",
+        [
+            "train.optimizer=adamw",
+            "train.base_lr=0.001",
+            "train.reference_batch_size=none",
+            "train.warmup_iters=0",
+        ],
+    )
     torch.manual_seed(0)
     model = nn.Linear(3, 2)
     ref = nn.Linear(3, 2)

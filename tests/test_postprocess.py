@@ -71,6 +71,8 @@ def test_select_masks() -> None:
     labels = torch.randint(1, K, (7,), generator=gen)
     (theirs,) = maskrcnn_inference(logits, [labels])
     torch.testing.assert_close(select_masks(logits, labels), theirs)
+    # exactly the sigmoid of the predicted class's channel (the notebook 05 check)
+    assert torch.equal(select_masks(logits, labels)[:, 0], logits[torch.arange(7), labels].sigmoid())
     # softmax variant: probability of class k among all channels; all-equal logits give 1/K
     soft = select_masks(torch.zeros(2, K, 3, 3), torch.tensor([1, 5]), kind="softmax")
     torch.testing.assert_close(soft, torch.full((2, 1, 3, 3), 1 / K))

@@ -21,7 +21,7 @@ from mrcnn_lite.ablations.grid import (
     run_overrides,
     select,
 )
-from mrcnn_lite.ablations.runner import run_grid, run_one, run_params
+from mrcnn_lite.ablations.runner import run_grid, run_one, run_params, save_weights, sha256
 from mrcnn_lite.config import ConfigError, get_config, rescale_schedule
 from mrcnn_lite.engine.checkpoint import read_checkpoint
 
@@ -83,6 +83,18 @@ def test_run_grid_rejects_bad_input_before_training(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="model.roi_opp"):
         run_grid(["2d"], preset="smoke", out=tmp_path, overrides=["model.roi_opp=roi_pool"], progress=False)
     assert not (tmp_path / "_trunk").exists()
+
+
+def test_trunk_files_of_equal_weights_are_byte_equal(tmp_path: Path) -> None:
+    """The trunk's sha256 identifies its weights: saved twice (other folders and temp names), same bytes."""
+    weights = {"conv1.weight": torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(0))}
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    save_weights(weights, tmp_path / "a" / "trunk.pth")
+    save_weights(weights, tmp_path / "b" / "other.pth")
+    assert sha256(tmp_path / "a" / "trunk.pth") == sha256(tmp_path / "b" / "other.pth")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "other.pth", "trunk.pth"]  # no temp left
+    loaded = torch.load(tmp_path / "a" / "trunk.pth", weights_only=True)
+    assert torch.equal(loaded["conv1.weight"], weights["conv1.weight"])
 
 
 def test_2a_runs_load_the_trunk_of_their_depth() -> None:

@@ -53,6 +53,22 @@ def write_json(path: Path, obj: Any) -> None:
         raise
 
 
+def save_weights(state_dict: dict[str, Any], path: Path) -> None:
+    """``torch.save`` atomically, and so that the same weights give the same bytes (and sha256) wherever
+    they are saved: through a file object, since torch names the archive inside the file after a path
+    it is given (here a random temp name)."""
+    import torch
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state_dict, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -83,7 +99,6 @@ def shared_trunk(
     ``trunk.json``'s content (path, sha256, config, AP, seconds), or None without a shared trunk."""
     if not grid.shared_trunk:
         return None
-    import torch
 
     from mrcnn_lite.config import to_dict
     from mrcnn_lite.engine.inference import eval_dataset, evaluate_model, stats_to_dict
@@ -103,10 +118,7 @@ def shared_trunk(
     result = train_or_resume(cfg, folder / "train", progress=progress)
     seconds = time.perf_counter() - tic
     model = result["model"].eval()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".trunk.pth.", suffix=".tmp")
-    os.close(fd)
-    torch.save(model.backbone.body.state_dict(), tmp)
-    os.replace(tmp, weights)
+    save_weights(model.backbone.body.state_dict(), weights)
     tic = time.perf_counter()
     metrics = stats_to_dict(evaluate_model(model, eval_dataset(cfg, max_images=grid.max_val_images)))
     info = {

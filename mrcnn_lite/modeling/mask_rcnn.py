@@ -104,4 +104,3 @@ class MaskRCNN(nn.Module):
             if "masks" in det:
                 det["masks"] = paste_masks(det["masks"], det["boxes"], tuple(orig), self.mask_threshold)
         return detections
-
