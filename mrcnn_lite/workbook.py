@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from mrcnn_lite.atomic import atomic_path
 
 #: The one documented switch: ``MRCNN_LITE_QUICK=1`` makes long notebook runs use a CI-sized schedule.
 QUICK_ENV = "MRCNN_LITE_QUICK"
@@ -58,14 +59,8 @@ def save_figure(fig, name: str, dpi: int = 110) -> Path:
     PNG metadata is reduced to the software name so that the same figure gives the same bytes.
     """
     path = figures_dir() / f"{name}.png"
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return path
 
 

@@ -15,9 +15,7 @@ import csv
 import datetime
 import json
 import math
-import os
 import re
-import tempfile
 import textwrap
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from mrcnn_lite.ablations.grid import (
     paper_numbers,
     paper_value,
 )
+from mrcnn_lite.atomic import atomic_path
 
 METRICS = ("mask_AP", "mask_AP50", "mask_AP75", "box_AP", "box_AP50", "box_AP75")
 PRIMARY = {"2d": ("mask_AP", "box_AP"), "3": ("box_AP",)}  # every other table: ("mask_AP",)
@@ -256,15 +255,8 @@ def assemble(runs_root: Path, rows: tuple[Row, ...] = ROWS, claims: tuple[Claim,
 def _atomic(path: Path, write) -> Path:
     """Call ``write(tmp_path)``, then move the temp file onto ``path`` (same folder: an atomic rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        write(str(tmp))
     return path
 
 

@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 import traceback
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mrcnn_lite.ablations.grid import GRID_PRESETS, GridPreset, Run, run_overrides, select
+from mrcnn_lite.atomic import atomic_path
 from mrcnn_lite.workbook import repo_root
 
 TEMPLATE = Path("notebooks") / "experiments" / "ablation_run.ipynb"
@@ -41,16 +41,9 @@ TRUNK_SEED = 0
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
 
 
 def save_weights(state_dict: dict[str, Any], path: Path) -> None:
@@ -59,14 +52,8 @@ def save_weights(state_dict: dict[str, Any], path: Path) -> None:
     it is given (here a random temp name)."""
     import torch
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state_dict, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(state_dict, f)
 
 
 def sha256(path: Path) -> str:

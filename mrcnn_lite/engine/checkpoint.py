@@ -9,9 +9,7 @@ and renamed over the target (``os.replace``), so a run killed mid-write never le
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mrcnn_lite.atomic import atomic_path
 from mrcnn_lite.config import Config, to_dict
 
 
@@ -81,14 +80,8 @@ def save_checkpoint(
         "config": to_dict(cfg),
         **extra,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(ckpt, f)
     return path
 
 
