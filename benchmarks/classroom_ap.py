@@ -275,7 +275,7 @@ def main() -> None:
         + " | ".join(f"mask {s}" for s in STATS[:3])
         + " |"
     )
-    print("|---" * 8 + "|")
+    print("|---" * 9 + "|")
     for name, r in rows.items():
         print(
             f"| {name} | {r['iterations']} | {r['train_s'] / 60:.1f} | "

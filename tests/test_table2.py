@@ -48,6 +48,12 @@ def test_every_run_is_a_valid_config_with_the_variant_it_names() -> None:
     assert (
         m("c4_roialign_avg").roi_batch_size_per_image == 32 and m("c4_roipool").rpn_post_nms_top_n_test == 50
     )
+    # the FPN runs keep the proposal counts the committed table was trained with (classroom_fpn's are now
+    # 300/300): 1000 per level before NMS, 500 per image after it
+    fpn = [m(r.key) for r in RUNS if r.arch == "fpn"]
+    fpn = [(c.rpn_pre_nms_top_n_train, c.rpn_post_nms_top_n_train) for c in fpn]
+    assert fpn and set(fpn) == {(1000, 500)}
+    assert get_config("classroom_fpn").model.rpn_post_nms_top_n_train == 300
     assert all(m(r.key).detections_per_image == 20 for r in RUNS)
 
 
@@ -128,6 +134,8 @@ def test_smoke_grid_through_papermill(shapes_small: Path, tmp_path: Path) -> Non
     assert res.statuses == {("c5_roipool", 0): "done", ("c5_roialign", 0): "done"}
 
     assert list(res.trunks) == ["resnet18"]  # 2d needs no ResNet-34 trunk
+    trunk_model = res.trunks["resnet18"]["config"]["model"]  # trained with the committed table's proposals
+    assert (trunk_model["rpn_pre_nms_top_n_train"], trunk_model["rpn_post_nms_top_n_train"]) == (1000, 500)
     trunk = torch.load(res.trunks["resnet18"]["path"], weights_only=True)
     for key in ("c5_roipool", "c5_roialign"):
         run_dir = out / key / "seed0"

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mrcnn_lite.ablations.grid import GRID_PRESETS, GridPreset, Run, run_overrides, select
+from mrcnn_lite.ablations.grid import FPN_OVERRIDES, GRID_PRESETS, GridPreset, Run, run_overrides, select
 from mrcnn_lite.atomic import atomic_path
 from mrcnn_lite.workbook import repo_root
 
@@ -93,7 +93,7 @@ def shared_trunk(
     from mrcnn_lite.workbook import notebook_config, train_or_resume
 
     folder = trunk_folder(out, backbone)
-    overrides = [*(overrides or []), f"model.backbone={backbone}"]
+    overrides = [*FPN_OVERRIDES, *(overrides or []), f"model.backbone={backbone}"]
     cfg = notebook_config(TRUNK_PRESET, overrides, grid.trunk_iters, seed=TRUNK_SEED, checkpoints=4)
     info_path, weights = folder / "trunk.json", folder / "trunk.pth"
     config = json.loads(json.dumps(to_dict(cfg)))
