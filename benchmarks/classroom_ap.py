@@ -35,7 +35,6 @@ import copy
 import datetime as dt
 import io
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.transforms import v2
 
 import mrcnn_lite
+from mrcnn_lite.atomic import write_json
 from mrcnn_lite.config import Config, eval_size, get_config, to_dict
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.transforms import build_transforms
@@ -188,12 +188,6 @@ def evaluate_torchvision(twin: MaskRCNN, cfg: Config) -> dict:
     return {"bbox": evaluate(val.coco, results, "bbox"), "segm": evaluate(val.coco, results, "segm")}
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="classroom_fpn")
@@ -239,7 +233,7 @@ def main() -> None:
                 "inference_ms": metrics["timing"]["total"],
             }
         }
-        _write_json(root / "ours" / "result.json", rows["mrcnn_lite"])
+        write_json(root / "ours" / "result.json", rows["mrcnn_lite"])
     ours_row = rows["mrcnn_lite"]
     ours_s = ours_row["train_s"]
     print(
@@ -262,7 +256,7 @@ def main() -> None:
         tv = train_torchvision(twin, cfg, train_set, ours_s)
         (root / "torchvision").mkdir(parents=True, exist_ok=True)
         torch.save(twin.state_dict(), root / "torchvision" / "model_final.pth")  # kept if evaluation fails
-        _write_json(root / "torchvision" / "train.json", tv)
+        write_json(root / "torchvision" / "train.json", tv)
         tv_metrics = evaluate_torchvision(twin, cfg)
         rows["torchvision"] = {**tv, "box": tv_metrics["bbox"].stats, "mask": tv_metrics["segm"].stats}
         print(f"torchvision: {tv['iterations']} iterations in {tv['train_s']:.0f} s", flush=True)
@@ -306,11 +300,7 @@ def main() -> None:
         "targets": TARGETS,
         "verdict": verdict,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"classroom_ap_cpu_{cfg.name}.json"
-    with tempfile.NamedTemporaryFile("w", dir=RESULTS, suffix=".tmp", delete=False) as f:
-        json.dump(info, f, indent=2)
-    Path(f.name).replace(path)
+    path = write_json(RESULTS / f"classroom_ap_cpu_{cfg.name}.json", info)
     print(f"wrote {path.relative_to(repo_root())}")
 
 

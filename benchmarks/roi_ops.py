@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,6 +20,7 @@ import torchvision
 from torch.utils.benchmark import Timer
 
 import mrcnn_lite.ops as ops
+from mrcnn_lite.atomic import write_json
 from mrcnn_lite.ops import reference
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -148,11 +146,7 @@ def main() -> None:
         "shapes": {"features": [2, 256, 50, 50], "boxes": 512, "spatial_scale": 1 / 16, "sampling_ratio": 2},
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"roi_ops_{args.device}.json"
-    with tempfile.NamedTemporaryFile("w", dir=RESULTS, suffix=".tmp", delete=False) as f:
-        json.dump(info, f, indent=2)
-    os.replace(f.name, out)  # atomic
+    out = write_json(RESULTS / f"roi_ops_{args.device}.json", info)
     print(f"\nwrote {out.relative_to(RESULTS.parent.parent)}")
 
 

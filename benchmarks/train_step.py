@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import torchvision
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 import mrcnn_lite
+from mrcnn_lite.atomic import write_json
 from mrcnn_lite.config import get_config
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.modeling.build import build_model
@@ -135,10 +133,7 @@ def main() -> None:
         "target": TARGET,
         "target_met": ratio <= TARGET,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=RESULTS, suffix=".tmp", delete=False) as f:
-        json.dump(info, f, indent=2)
-    os.replace(f.name, RESULTS / f"train_step_cpu_{args.size}.json")
+    write_json(RESULTS / f"train_step_cpu_{args.size}.json", info)
 
 
 if __name__ == "__main__":

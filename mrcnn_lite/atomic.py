@@ -1,17 +1,20 @@
 """Atomic file writes: write to a temp file in the target's folder, then ``os.replace`` it onto the target.
 
 An interrupted run never leaves a half-written checkpoint, metrics file, table or figure behind: the
-target is either the old file or the new one. Used by the trainer's checkpoints, the notebooks' figures
-and the Table 2 runner and report.
+target is either the old file or the new one. Used by the trainer (checkpoints, ``run.json``,
+``last_checkpoint``), the notebooks' figures, the workbook runner, the Table 2 runner and report, and the
+benchmarks' result files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _UMASK = os.umask(0)  # read once, at import (os.umask can only be read by setting it)
 os.umask(_UMASK)
@@ -36,3 +39,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as JSON (indent 2, a final newline) to ``path`` atomically; returns the path."""
+    return write_text(path, json.dumps(obj, indent=2) + "\n")

@@ -118,9 +118,8 @@ def strip_volatile_metadata(path: Path) -> None:
             cell.metadata.pop(key, None)
     for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
         nb.metadata.get("papermill", {}).pop(key, None)
-    tmp = path.with_suffix(".ipynb.tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nbformat.write(nb, str(tmp))
 
 
 def execute(paths: list[Path], kernel: str = "python3", timeout: int = 1800) -> dict[str, float]:

@@ -34,7 +34,7 @@ from mrcnn_lite.ablations.grid import (
     paper_numbers,
     paper_value,
 )
-from mrcnn_lite.atomic import atomic_path
+from mrcnn_lite.atomic import atomic_path, write_text
 
 METRICS = ("mask_AP", "mask_AP50", "mask_AP75", "box_AP", "box_AP50", "box_AP75")
 PRIMARY = {"2d": ("mask_AP", "box_AP"), "3": ("box_AP",)}  # every other table: ("mask_AP",)
@@ -252,18 +252,6 @@ def assemble(runs_root: Path, rows: tuple[Row, ...] = ROWS, claims: tuple[Claim,
 
 
 # ---------------------------------------------------------------------------------------------- output
-def _atomic(path: Path, write) -> Path:
-    """Call ``write(tmp_path)``, then move the temp file onto ``path`` (same folder: an atomic rename)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        write(str(tmp))
-    return path
-
-
-def _write_text(path: Path, text: str) -> Path:
-    return _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
 def _num(x: float | None, fmt: str = ".1f") -> str:
     return "–" if x is None or math.isnan(x) else format(x, fmt)
 
@@ -364,7 +352,7 @@ def write_markdown(report: Report, path: Path, header: dict | None = None) -> Pa
         ours = "–" if c.ours.n == 0 else f"{c.ours.mean:+.1f} ± {_num(c.ours.se)} ({c.ours.n})"
         text = f"**{c.table}** " + ("≈ " if c.kind == "approx" else "") + c.text
         lines.append(f"| {text} | {_num(c.paper_q, '+.1f')} | {ours} | {c.verdict} |")
-    return _write_text(path, "\n".join(lines) + "\n\n" + HOW_TO_READ)
+    return write_text(path, "\n".join(lines) + "\n\n" + HOW_TO_READ)
 
 
 def _cell(x):
@@ -374,13 +362,11 @@ def _cell(x):
 
 
 def _csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            w.writerows([_cell(x) for x in row] for row in rows)
-
-    return _atomic(path, write)
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows([_cell(x) for x in row] for row in rows)
+    return Path(path)
 
 
 def write_csv(report: Report, path: Path) -> tuple[Path, Path]:
@@ -443,7 +429,8 @@ def plot(report: Report, path: Path | None = None) -> Figure:
         ax.legend(fontsize=7)
     fig.suptitle("Δ AP vs the sub-table's first row (baseline): our mean over seeds (bars) and the paper (◆)")
     if path is not None:
-        _atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None}))
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None})
     return fig
 
 

@@ -31,19 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from mrcnn_lite.ablations.grid import FPN_OVERRIDES, GRID_PRESETS, GridPreset, Run, run_overrides, select
-from mrcnn_lite.atomic import atomic_path
+from mrcnn_lite.atomic import atomic_path, write_json
 from mrcnn_lite.workbook import repo_root
 
 TEMPLATE = Path("notebooks") / "experiments" / "ablation_run.ipynb"
 TRUNK_PRESET = "classroom_fpn"
 TRUNK_SEED = 0
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
-    with atomic_path(path) as tmp, tmp.open("w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
 
 
 def save_weights(state_dict: dict[str, Any], path: Path) -> None:

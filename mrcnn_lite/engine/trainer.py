@@ -54,6 +54,7 @@ from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
 import mrcnn_lite
+from mrcnn_lite.atomic import write_json, write_text
 from mrcnn_lite.config import Config, to_dict
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.loader import build_dataloader
@@ -191,12 +192,6 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def _trim_metrics(path: Path, iteration: int) -> None:
     """Drop log lines after ``iteration`` (written by the interrupted run after its last checkpoint)."""
     if path.is_file():
@@ -282,7 +277,7 @@ def train(
 
     extra = {"class_names": dataset.class_names, "label_to_cat_id": dataset.label_to_cat_id}
     if main:
-        _write_json(out / "run.json", {
+        write_json(out / "run.json", {
             "config": to_dict(cfg), "seed": cfg.seed, "class_names": dataset.class_names,
             "label_to_cat_id": {str(k): v for k, v in dataset.label_to_cat_id.items()},
             "version": mrcnn_lite.__version__, "torch": torch.__version__, "git_commit": git_commit(),
@@ -296,9 +291,7 @@ def train(
         more = {"rng_per_rank": all_gather_object(get_rng_state())} if world > 1 else {}
         if main:
             save_checkpoint(path, model, optimizer, iteration, get_rng_state(), cfg, **extra, **more)
-            tmp = out / f".{LAST}.tmp"
-            tmp.write_text(name + "\n")
-            tmp.replace(last)
+            write_text(last, name + "\n")
         return path
 
     logged: dict[str, float] = {}
