@@ -15,7 +15,8 @@ The two models (same seed, same process, one after the other):
   sizes, proposal and RoI counts, head widths and inference settings, and *every weight copied from our
   initial model* (trunk, FPN, RPN head, box head, mask head: same initialisation). It trains on the same
   batches (our data loader, same seed: same images, order, scales and flips; its internal resize is the
-  identity in training), with the same optimizer, lr schedule and gradient clipping, for the same wall
+  identity in training), with the same optimizer, lr schedule, gradient clipping and precision
+  (``train.amp``: bfloat16 autocast for both), for the same wall
   time ``T``, with the schedule followed by time: at a fraction f of ``T`` it uses our lr at iteration
   f * max_iter, so its warm-up and lr step fall at the same share of the time as ours.
 
@@ -159,7 +160,8 @@ def train_torchvision(twin: MaskRCNN, cfg: Config, dataset: CocoDetection, budge
             {k: targets[i][k].as_subclass(torch.Tensor) for k in ("boxes", "labels", "masks")}
             for i in range(len(images))
         ]
-        loss = sum(twin(images, targets).values())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.amp):  # the preset's precision, as ours
+            loss = sum(twin(images, targets).values())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"torchvision's loss is not finite at iteration {it}")
         optimizer.zero_grad(set_to_none=True)

@@ -161,7 +161,9 @@ class TrainConfig:
     0 at ``max_iter`` (Loshchilov & Hutter 2017; ``steps`` unused). ``optimizer`` is the paper's "sgd"
     (with ``momentum``) or "adamw" (Loshchilov & Hutter 2019; ``momentum`` is then Adam's beta1), which
     the classroom presets use because it trains a network from scratch much faster in a few thousand
-    iterations (see :func:`classroom_fpn`).
+    iterations (see :func:`classroom_fpn`). ``amp``: mixed precision, float16 autocast with loss scaling on
+    CUDA, bfloat16 autocast on the CPU (a speed-up where the CPU has bfloat16 instructions, AVX512-BF16
+    or AMX); the weights, the optimizer and the RoI operators stay float32.
     """
 
     images_per_batch: int = 16

@@ -100,3 +100,25 @@ def test_bad_arguments() -> None:
         RoIFeatureExtractor(["p2", "p3"], [4], 7)
     with pytest.raises(ValueError, match="consecutive powers of two"):
         RoIFeatureExtractor(["p2", "p4"], [4, 16], 7)
+
+
+@pytest.mark.parametrize("op,mode", [("roi_align", "avg"), ("roi_pool", "max")])
+def test_under_bfloat16_autocast_rois_stay_float32(op: str, mode: str) -> None:
+    """CPU mixed precision hands the pooler bfloat16 feature maps; the RoI coordinates must not be rounded
+    to bfloat16 (8-bit mantissa: 1 px steps near 200 px, RoIPool's quantization again). Under autocast the
+    output equals the float32 pooler run on the same (bfloat16-valued) maps, and differs from what rounding
+    the boxes to bfloat16 would give."""
+    feats = OrderedDict((k, v.bfloat16()) for k, v in pyramid(9).items())
+    boxes = [random_boxes(10, 60) + 0.3, random_boxes(11, 40) + 0.3]  # fractional coordinates
+    pooler = RoIFeatureExtractor(NAMES, STRIDES, 7, op, mode, sampling_ratio=2, aligned=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = pooler(feats, boxes)
+    as_float = OrderedDict((k, v.float()) for k, v in feats.items())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, pooler(as_float, boxes), rtol=0, atol=0)
+    rounded = pooler(as_float, [b.bfloat16().float() for b in boxes])
+    assert not torch.allclose(out, rounded, atol=1e-3), "the bfloat16-rounded boxes should pool differently"
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the ops themselves, called directly
+        direct = getattr(ops, op)(feats["p3"], boxes, 7, 1 / 8)
+    expected = getattr(ops, op)(as_float["p3"], boxes, 7, 1 / 8)
+    torch.testing.assert_close(direct, expected, rtol=0, atol=0)

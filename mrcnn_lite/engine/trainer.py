@@ -151,11 +151,18 @@ def train_step(
     images: list[torch.Tensor],
     targets: list[dict[str, Any]],
     clip_grad_norm: float | None = None,
+    amp: bool | None = None,
 ) -> dict[str, float]:
     """One SGD step on the sum of the losses (the paper's multi-task loss L = Lcls + Lbox + Lmask, plus the
-    RPN's, §3); mixed precision when ``scaler`` is enabled (CUDA), gradients clipped to ``clip_grad_norm``.
-    Returns each loss and ``total_loss`` as floats."""
-    with torch.autocast("cuda", enabled=scaler.is_enabled()):
+    RPN's, §3), gradients clipped to ``clip_grad_norm``. Returns each loss and ``total_loss`` as floats.
+
+    Mixed precision (``amp``; default: ``scaler.is_enabled()``): on CUDA float16 autocast with the loss
+    scaled by ``scaler``; on the CPU bfloat16 autocast, which has float32's exponent range and needs no
+    scaling (``scaler`` disabled). The weights, the optimizer and the RoI operators stay float32."""
+    device_type = images[0].device.type
+    amp = scaler.is_enabled() if amp is None else amp
+    dtype = torch.bfloat16 if device_type == "cpu" else torch.float16
+    with torch.autocast(device_type, dtype=dtype, enabled=amp):
         losses = model(images, targets)
     total = sum(losses.values())
     bad = ~torch.isfinite(total.detach()).reshape(1)
@@ -222,7 +229,7 @@ def train(
     t = cfg.train
     stop = t.max_iter if max_iter is None else min(max_iter, t.max_iter)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    use_amp = t.amp and device.type == "cuda"
+    use_amp = t.amp and device.type == "cuda"  # float16 with loss scaling; the CPU's bfloat16 needs none
 
     seed_all(cfg.seed)
     d = cfg.data
@@ -309,7 +316,9 @@ def train(
         for it in bar:
             lr = lr_at(it, cfg)
             set_lr(optimizer, lr)
-            values = train_step(net, optimizer, scaler, *_to_device(*next(data), device), t.clip_grad_norm)
+            values = train_step(
+                net, optimizer, scaler, *_to_device(*next(data), device), t.clip_grad_norm, amp=t.amp
+            )
             values = mean_over_ranks(values)
             done = it + 1
             bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items()}, refresh=False)

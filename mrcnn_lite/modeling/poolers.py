@@ -84,7 +84,7 @@ class RoIFeatureExtractor(nn.Module):
         return fn(feature, rois, self.output_size, scale, self.sampling_ratio, self.aligned, self.mode)
 
     def forward(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
-        maps = [features[name] for name in self.feature_names]
+        maps = [ops.float32_under_autocast(features[name]) for name in self.feature_names]  # exact RoIs
         rois = torch.cat(
             [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0
         ).to(maps[0].dtype)

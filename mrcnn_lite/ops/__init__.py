@@ -20,7 +20,7 @@ from torch import Tensor
 from . import _extension, reference
 from ._common import BoxesLike, check_mode, output_hw, to_rois
 
-__all__ = ["backend", "reference", "roi_align", "roi_pool", "roi_warp"]
+__all__ = ["backend", "float32_under_autocast", "reference", "roi_align", "roi_pool", "roi_warp"]
 
 _warned = False
 
@@ -64,6 +64,15 @@ def _use_extension(input: Tensor) -> bool:
     return False
 
 
+def float32_under_autocast(input: Tensor) -> Tensor:
+    """Under autocast (bfloat16 on the CPU, float16 on CUDA) the RoI operators run in float32, as
+    torchvision's autocast rule for its ``roi_align`` does: the RoI coordinates are cast to the feature
+    map's dtype, and bfloat16's 8-bit mantissa would round a coordinate near 200 px to a multiple of 1 px,
+    the very quantization RoIAlign removes (§3, Table 2c)."""
+    low = input.dtype in (torch.float16, torch.bfloat16)
+    return input.float() if low and torch.is_autocast_enabled(input.device.type) else input
+
+
 def _sampled_roi_op(
     input: Tensor,
     boxes: BoxesLike,
@@ -75,6 +84,7 @@ def _sampled_roi_op(
     quantize_box: bool,
 ) -> Tensor:
     """RoIAlign (``quantize_box=False``) or RoIWarp (``True``): one compiled kernel serves both."""
+    input = float32_under_autocast(input)
     if not _use_extension(input):
         ref = reference.roi_warp if quantize_box else reference.roi_align
         return ref(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, mode)
@@ -120,6 +130,7 @@ def roi_pool(
     spatial_scale: float = 1.0,
 ) -> Tensor:
     """RoIPool (Fast R-CNN): see :func:`mrcnn_lite.ops.reference.roi_pool`; equals torchvision's."""
+    input = float32_under_autocast(input)
     if not _use_extension(input):
         return reference.roi_pool(input, boxes, output_size, spatial_scale)
     rois, (ph, pw) = to_rois(boxes, input), output_hw(output_size)
