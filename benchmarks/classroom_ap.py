@@ -26,6 +26,7 @@ architectural difference torchvision cannot express: its ``MultiScaleRoIAlign`` 
 
     .venv/bin/python benchmarks/classroom_ap.py [--preset classroom_fpn] [--threads 2] [--seed 0]
     .venv/bin/python benchmarks/classroom_ap.py --reuse-ours   # rerun only torchvision against the last run
+    .venv/bin/python benchmarks/classroom_ap.py --set train.amp=true --iters 6000 --skip-torchvision --tag x
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import torch
 import torchvision
+from roi_ops import cpu_model  # a sibling script (benchmarks/ is on sys.path when run as a script)
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -53,7 +55,7 @@ from torchvision.transforms import v2
 
 import mrcnn_lite
 from mrcnn_lite.atomic import write_json
-from mrcnn_lite.config import Config, eval_size, get_config, to_dict
+from mrcnn_lite.config import Config, eval_size, get_config, rescale_schedule, to_dict
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.inference import evaluate_model
@@ -196,7 +198,18 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="runs/bench_classroom_ap", help="run folder (under the repo)")
+    ap.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help="train this many iterations, the schedule rescaled (warm-up and lr step keep their shares)",
+    )
+    ap.add_argument(
+        "--tag",
+        default="",
+        help="suffix for the result file (classroom_ap_cpu_PRESET_TAG.json) and the default run folder",
+    )
+    ap.add_argument("--out", default=None, help="run folder (default runs/bench_classroom_ap[_TAG])")
     ap.add_argument("--skip-torchvision", action="store_true")
     ap.add_argument(
         "--reuse-ours",
@@ -206,7 +219,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = get_config(args.preset, [*args.set, f"seed={args.seed}"])
-    root = repo_root() / args.out
+    if args.iters is not None:
+        cfg = rescale_schedule(cfg, args.iters)
+    suffix = f"_{args.tag}" if args.tag else ""
+    root = repo_root() / (args.out or f"runs/bench_classroom_ap{suffix}")
     reuse = args.reuse_ours and (root / "ours" / "result.json").is_file()
     if (root / "ours").exists() and not reuse:
         import shutil
@@ -296,13 +312,14 @@ def main() -> None:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "threads": args.threads,
+        "cpu_model": cpu_model(),
         "seed": args.seed,
         "config": to_dict(cfg),
         "rows": rows,
         "targets": TARGETS,
         "verdict": verdict,
     }
-    path = write_json(RESULTS / f"classroom_ap_cpu_{cfg.name}.json", info)
+    path = write_json(RESULTS / f"classroom_ap_cpu_{cfg.name}{suffix}.json", info)
     print(f"wrote {path.relative_to(repo_root())}")
 
 
