@@ -21,7 +21,7 @@ from mrcnn_lite.ablations.grid import (
     run_overrides,
     select,
 )
-from mrcnn_lite.ablations.runner import run_grid, run_one, run_params, save_weights, sha256
+from mrcnn_lite.ablations.runner import finished, run_grid, run_one, run_params, save_weights, sha256
 from mrcnn_lite.config import ConfigError, get_config, rescale_schedule
 from mrcnn_lite.engine.checkpoint import read_checkpoint
 
@@ -122,6 +122,48 @@ def test_2a_runs_load_the_trunk_of_their_depth() -> None:
     # the e2e grid shares no trunk: every run trains from scratch with its preset's schedule
     e2e = run_params(RUN_BY_KEY["a_r34_c4"], 0, GRID_PRESETS["e2e"], None, [])
     assert not any("weights_path" in o for o in e2e["OVERRIDES"]) and e2e["MAX_ITER"] is None
+
+
+def test_a_run_is_finished_when_its_recorded_config_is_what_its_parameters_resolve_to(tmp_path: Path) -> None:
+    """The skip rule compares configs, not override strings: spelled differently, the same run is skipped;
+    spelled the same after its preset changed, it is retrained; any other parameter must be equal."""
+    from mrcnn_lite.config import to_dict
+    from mrcnn_lite.workbook import notebook_config
+
+    params = {
+        "RUN": "c5_roialign", "PRESET": "classroom_c5", "SEED": 1, "MAX_ITER": 40, "MAX_VAL_IMAGES": 8,
+        "OVERRIDES": ["model.roi_op=roi_align", "model.weights_path=/old/trunk.pth", "model.freeze_at=5"],
+        "GRID_PRESET": "smoke", "TRUNK_SHA256": "ab12",
+    }  # fmt: skip
+    config = to_dict(notebook_config(params["PRESET"], params["OVERRIDES"], 40, 1, checkpoints=2))
+
+    def record(config: dict | None, params: dict = params) -> Path:
+        run_dir = tmp_path / "run"
+        run_dir.mkdir(exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps({"params": params, "config": config}))
+        return run_dir
+
+    run_dir = tmp_path / "run"
+    assert not finished(run_dir, params)  # nothing there yet
+    assert finished(record(config), params)
+    preset_value = get_config("classroom_c5").model.roi_batch_size_per_image
+    respelled = {
+        **params, "OVERRIDES": ["model.freeze_at=5", f"model.roi_batch_size_per_image={preset_value}",
+                                "model.weights_path=/new/trunk.pth", "model.roi_op=roi_align"],
+    }  # fmt: skip
+    assert finished(run_dir, respelled)  # reordered, a preset value pinned, the same trunk moved
+    assert not finished(run_dir, {**params, "OVERRIDES": ["model.roi_op=roi_pool"]})
+    assert not finished(run_dir, {**params, "TRUNK_SHA256": "cd34"})  # another trunk
+    assert not finished(run_dir, {**params, "SEED": 2}) and not finished(run_dir, {**params, "MAX_ITER": 80})
+    assert not finished(run_dir, {**params, "OVERRIDES": ["model.roi_op=no_such_op"]})  # does not resolve
+
+    stale = json.loads(json.dumps(config))  # trained when the preset sampled another number of RoIs
+    stale["model"]["roi_batch_size_per_image"] = preset_value + 1
+    assert not finished(record(stale), params)
+
+    assert finished(record(None), params) and not finished(run_dir, respelled)  # no config: exact params
+    (run_dir / "metrics.json").write_text('{"params": ')  # cut short
+    assert not finished(run_dir, params)
 
 
 @pytest.mark.slow

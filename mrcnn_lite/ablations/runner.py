@@ -7,8 +7,9 @@ first (when the grid preset has them: ResNet-18 in ``_trunk/``, ResNet-34 for 2a
 ``_trunk_resnet34/``), then seed 0 of every run, seed 1 of every run, ... so that an interrupted
 reproduction already holds whole tables for its first seeds.
 
-- **Resumable**: a (run, seed) whose ``metrics.json`` records the same parameters is skipped; an
-  interrupted one resumes from its last checkpoint (the notebook calls ``train_or_resume``).
+- **Resumable**: a (run, seed) whose ``metrics.json`` records the same parameters, and the config they
+  resolve to now (:func:`finished`), is skipped; an interrupted one resumes from its last checkpoint (the
+  notebook calls ``train_or_resume``).
 - **Failures are kept, not fatal**: a run that raises leaves ``error.json`` (the error and the executed
   notebook's traceback stay in ``run.ipynb``) and the grid carries on; a later invocation retries it.
 - ``log.jsonl`` in ``<out>`` gets one line per attempt (run, seed, status, wall seconds), from which the
@@ -128,14 +129,54 @@ def run_params(
     }  # fmt: skip
 
 
+#: config fields that do not change what a run trains: the trunk file's path (``TRUNK_SHA256`` names its
+#: content) and how often it checkpoints
+_NOT_COMPARED = {"model": ("weights_path",), "train": ("checkpoint_period",)}
+
+
+def _resolved(params: dict[str, Any]) -> dict[str, Any]:
+    """The config the experiment notebook builds from ``params`` (its ``notebook_config`` call), as JSON,
+    without the fields in ``_NOT_COMPARED``."""
+    from mrcnn_lite.config import to_dict
+    from mrcnn_lite.workbook import notebook_config
+
+    cfg = notebook_config(params["PRESET"], params["OVERRIDES"], params["MAX_ITER"], params["SEED"])
+    return _comparable(json.loads(json.dumps(to_dict(cfg))))
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        section: {k: v for k, v in fields.items() if k not in _NOT_COMPARED.get(section, ())}
+        if isinstance(fields, dict) else fields
+        for section, fields in config.items()
+    }  # fmt: skip
+
+
 def finished(run_dir: Path, params: dict[str, Any]) -> bool:
-    """True when ``run_dir`` holds a ``metrics.json`` written with exactly ``params``."""
+    """True when ``run_dir`` holds a ``metrics.json`` of the run ``params`` asks for.
+
+    Every parameter but ``OVERRIDES`` must be equal; the overrides are compared by the config they resolve
+    to today (recorded in ``metrics.json``), not as strings: a preset that changed since the run makes it
+    stale even with the same overrides, and overrides spelled differently (reordered, a value pinned to
+    what the preset already has, the trunk at another path with the same checksum) keep it valid. A
+    ``metrics.json`` without a recorded config needs the very same parameters."""
     path = run_dir / "metrics.json"
     if not path.is_file():
         return False
     try:
-        return json.loads(path.read_text()).get("params") == json.loads(json.dumps(params))
+        recorded = json.loads(path.read_text())
     except json.JSONDecodeError:
+        return False
+    wanted = json.loads(json.dumps(params))
+    had = recorded.get("params")
+    if not isinstance(had, dict) or not isinstance(recorded.get("config"), dict):
+        return had == wanted
+    others = lambda p: {k: v for k, v in p.items() if k != "OVERRIDES"}  # noqa: E731
+    if others(had) != others(wanted):
+        return False
+    try:
+        return _comparable(recorded["config"]) == _resolved(params)
+    except Exception:  # noqa: BLE001 - overrides that no longer resolve: not this run, retrain (and report)
         return False
 
 
