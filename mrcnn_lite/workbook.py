@@ -108,11 +108,51 @@ def train_or_resume(cfg, run_dir: str | Path, progress: bool = True) -> dict:
 VOLATILE_CELL_KEYS = ("execution", "papermill")  # per-cell timestamps and durations
 
 
+def _progress_text(nb, model_id: str) -> str | None:
+    """The text of a tqdm progress bar widget as its saved state ends (``None`` for other widgets).
+
+    tqdm.auto shows an HBox of (HTML prefix, FloatProgress, HTML suffix); its ``text/plain`` fallback is the
+    bar when it was first displayed ("0/1200"), while the saved widget state holds the final one."""
+    import html
+
+    state = (
+        nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    )
+    box = state.get(model_id, {})
+    kids = [
+        state.get(str(k).removeprefix("IPY_MODEL_"), {}) for k in box.get("state", {}).get("children", [])
+    ]
+    names = [k.get("model_name") for k in kids]
+    if box.get("model_name") != "HBoxModel" or names != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+        return None
+    prefix, bar, suffix = (k.get("state", {}) for k in kids)
+    value, total = bar.get("value") or 0.0, bar.get("max") or 0.0
+    filled = round(10 * value / total) if total else 0
+    text = f"{prefix.get('value', '')}|{'█' * filled}{' ' * (10 - filled)}|{suffix.get('value', '')}"
+    return html.unescape(text).replace("\u2007", " ")
+
+
+def refresh_progress_fallbacks(nb) -> int:
+    """Set the ``text/plain`` of every tqdm progress bar output to its final state (where widgets do not
+    render, e.g. a terminal or a plain-text diff, a finished run should not read "0%"); returns how many."""
+    changed = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            text = view and _progress_text(nb, view.get("model_id", ""))
+            if text and output["data"].get("text/plain") != text:
+                output["data"]["text/plain"] = text
+                changed += 1
+    return changed
+
+
 def strip_volatile_metadata(path: Path) -> None:
-    """Drop per-cell timestamps and run times that papermill writes, so a re-run changes only real outputs."""
+    """Drop per-cell timestamps and run times that papermill writes, so a re-run changes only real outputs;
+    progress bars' plain-text fallbacks show their final state (:func:`refresh_progress_fallbacks`)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    refresh_progress_fallbacks(nb)
     for cell in nb.cells:
         for key in VOLATILE_CELL_KEYS:
             cell.metadata.pop(key, None)
