@@ -1,9 +1,9 @@
 """Atomic file writes: write to a temp file in the target's folder, then ``os.replace`` it onto the target.
 
 An interrupted run never leaves a half-written checkpoint, metrics file, table or figure behind: the
-target is either the old file or the new one. Used by the trainer (checkpoints, ``run.json``,
-``last_checkpoint``), the notebooks' figures, the workbook runner, the Table 2 runner and report, and the
-benchmarks' result files.
+target is either the old file or the new one. Used by the shapes generator (images, annotation files), the
+trainer (checkpoints, ``run.json``, ``last_checkpoint``), the notebooks' figures, the workbook runner, the
+Table 2 runner and report, and the benchmarks' result files.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
 
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from mrcnn_lite import workbook  # noqa: E402
-from mrcnn_lite.atomic import atomic_path  # noqa: E402
+from mrcnn_lite.atomic import atomic_path, write_bytes  # noqa: E402
 
 
 def test_atomic_path_replaces_with_the_mode_open_gives(tmp_path: Path) -> None:
@@ -35,6 +35,13 @@ def test_atomic_path_keeps_the_old_file_on_error(tmp_path: Path) -> None:
         raise RuntimeError("disk full")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table2.md"]
+
+
+def test_write_bytes_replaces_the_file_whole(tmp_path: Path) -> None:
+    target = tmp_path / "000000000001.jpg"
+    target.write_bytes(b"old image")
+    assert write_bytes(target, b"\xff\xd8new") == target
+    assert target.read_bytes() == b"\xff\xd8new" and [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
 def test_save_figure_writes_a_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

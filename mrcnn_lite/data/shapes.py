@@ -51,7 +51,6 @@ import argparse
 import io
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mrcnn_lite.atomic import write_bytes
 from mrcnn_lite.data import masks
 
 GENERATOR_VERSION = 2
@@ -356,17 +356,6 @@ def make_image(seed: int, split_index: int, index: int) -> tuple[bytes, dict[str
 # ----------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _check_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -449,7 +438,7 @@ def generate(
         images, anns = [], []
         for i in tqdm(range(count), desc=split, disable=not show_progress, unit="img"):
             jpeg, record, image_anns = make_image(seed, split_index, i)
-            _atomic_write(img_dir / record["file_name"], jpeg)
+            write_bytes(img_dir / record["file_name"], jpeg)
             images.append(record)
             anns.extend(image_anns)
         keep = {r["file_name"] for r in images}
@@ -459,7 +448,7 @@ def generate(
         files.append((ann_dir / f"instances_{split}.json", _dataset_json(split, seed, *counts, images, anns)))
         summary[split] = _split_summary(images, anns)
     for path, data in files:  # val is written last: its presence marks a complete dataset
-        _atomic_write(path, data)
+        write_bytes(path, data)
     return summary
 
 
