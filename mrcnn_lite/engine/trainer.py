@@ -178,7 +178,7 @@ def train_step(
     scaler.scale(total).backward()
     if clip_grad_norm is not None:
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm, foreach=True)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
     scaler.step(optimizer)
     scaler.update()
     return {**{k: v.detach().item() for k, v in losses.items()}, "total_loss": total.detach().item()}
