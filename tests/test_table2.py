@@ -22,7 +22,7 @@ from mrcnn_lite.ablations.grid import (
     select,
 )
 from mrcnn_lite.ablations.runner import finished, run_grid, run_one, run_params, save_weights, sha256
-from mrcnn_lite.config import ConfigError, get_config, rescale_schedule
+from mrcnn_lite.config import ConfigError, ModelConfig, TrainConfig, get_config, rescale_schedule
 from mrcnn_lite.engine.checkpoint import read_checkpoint
 
 
@@ -160,6 +160,18 @@ def test_a_run_is_finished_when_its_recorded_config_is_what_its_parameters_resol
     stale = json.loads(json.dumps(config))  # trained when the preset sampled another number of RoIs
     stale["model"]["roi_batch_size_per_image"] = preset_value + 1
     assert not finished(record(stale), params)
+
+    # a field the config classes gained after the run: at its default it is what the run did, else stale
+    older = json.loads(json.dumps(config))
+    del older["model"]["roi_batch_size_per_image"], older["train"]["clip_grad_norm"]
+    default_model, default_train = ModelConfig(), TrainConfig()
+    at_defaults = [
+        f"model.roi_batch_size_per_image={default_model.roi_batch_size_per_image}",
+        f"train.clip_grad_norm={str(default_train.clip_grad_norm).lower()}",
+    ]
+    assert finished(record(older), {**params, "OVERRIDES": [*params["OVERRIDES"], *at_defaults]})
+    assert not finished(run_dir, params)  # the preset sets the "new" field to a non-default value
+    assert get_config("classroom_c5").model.roi_batch_size_per_image != default_model.roi_batch_size_per_image
 
     assert finished(record(None), params) and not finished(run_dir, respelled)  # no config: exact params
     (run_dir / "metrics.json").write_text('{"params": ')  # cut short

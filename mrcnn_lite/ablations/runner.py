@@ -159,7 +159,8 @@ def finished(run_dir: Path, params: dict[str, Any]) -> bool:
     to today (recorded in ``metrics.json``), not as strings: a preset that changed since the run makes it
     stale even with the same overrides, and overrides spelled differently (reordered, a value pinned to
     what the preset already has, the trunk at another path with the same checksum) keep it valid. A
-    ``metrics.json`` without a recorded config needs the very same parameters."""
+    ``metrics.json`` without a recorded config needs the very same parameters. Config fields added after a
+    run was recorded count as their defaults (:func:`_with_new_fields`)."""
     path = run_dir / "metrics.json"
     if not path.is_file():
         return False
@@ -175,9 +176,25 @@ def finished(run_dir: Path, params: dict[str, Any]) -> bool:
     if others(had) != others(wanted):
         return False
     try:
-        return _comparable(recorded["config"]) == _resolved(params)
+        return _comparable(_with_new_fields(recorded["config"])) == _resolved(params)
     except Exception:  # noqa: BLE001 - overrides that no longer resolve: not this run, retrain (and report)
         return False
+
+
+def _with_new_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config completed with the fields the config classes gained since, at their defaults.
+
+    A field added to a config class defaults to what the code did before it existed, so a run recorded
+    without it trained with that default: it stays finished where today's config leaves the field at its
+    default, and is stale where a preset or an override sets another value."""
+    from mrcnn_lite.config import Config, to_dict
+
+    defaults = json.loads(json.dumps(to_dict(Config())))
+    return {
+        section: {**defaults[section], **fields}
+        if isinstance(fields, dict) and isinstance(defaults.get(section), dict) else fields
+        for section, fields in config.items()
+    }  # fmt: skip
 
 
 _kernel_starts = threading.Lock()
