@@ -11,19 +11,28 @@ Run ``python -m mrcnn_lite COMMAND --help`` for each command's options.
 ``train`` and ``evaluate`` also run in several processes: ``torchrun --nproc_per_node=N -m mrcnn_lite
 train ...`` (DistributedDataParallel; NCCL on GPUs, gloo on the CPU; ``train.images_per_batch`` is the
 global batch). Rank 0 prints and writes the outputs.
+
+Errors a user can cause (a missing or unreadable file, a file that is not a checkpoint or an image, a bad
+preset, key or value, an ``--out`` that cannot be written, nothing to ``--resume``, a diverged training
+run) print one paragraph, ``python -m mrcnn_lite: error: ...``, to stderr and exit with 2 (1 for a
+diverged run, and for ``predict`` when some images could not be read); no traceback. Everything else (a
+bug) raises as usual. ``MRCNN_LITE_DEBUG=1`` re-raises the user errors too, with their traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mrcnn_lite.atomic import atomic_path, write_json
 from mrcnn_lite.config import (
     PRESETS,
     Config,
@@ -38,8 +47,9 @@ from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.checkpoint import CheckpointError, check_state_dict, read_checkpoint
 from mrcnn_lite.engine.distributed import cleanup, init_distributed, is_main_process
 from mrcnn_lite.engine.inference import evaluate_model, stats_to_dict
-from mrcnn_lite.engine.trainer import train
+from mrcnn_lite.engine.trainer import LAST, train
 from mrcnn_lite.modeling.build import build_model
+from mrcnn_lite.modeling.finite import NonFiniteError
 
 PROG = "python -m mrcnn_lite"
 EPILOG = f"""examples:
@@ -52,7 +62,20 @@ EPILOG = f"""examples:
   {PROG} predict my_image.png --checkpoint runs/classroom_fpn/model_final.pth --out predictions/
   torchrun --nproc_per_node=2 -m mrcnn_lite train --config classroom_fpn --out runs/fpn_2proc
   {PROG} table2 --rows c,d --seeds 3                          # Table 2c and 2d, 3 seeds each
+
+errors:
+  A bad file, option or value prints one paragraph to stderr, no traceback, and exits with 2; a diverged
+  training run exits with 1 (its checkpoints are kept). MRCNN_LITE_DEBUG=1 shows the traceback.
 """
+DEBUG_ENV = "MRCNN_LITE_DEBUG"
+
+
+class UsageError(ValueError):
+    """A bad command-line value (an option, a path); the message names it and says what was expected."""
+
+
+# What a user's input or environment can cause: reported in one paragraph, without a traceback.
+USER_ERRORS = (OSError, ConfigError, CheckpointError, CocoFormatError, UsageError, NonFiniteError)
 
 
 def _text(paragraph: str) -> str:
@@ -85,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=_text(
             "Train Mask R-CNN with SGD, linear warm-up and the step schedule of §3.1. Writes run.json "
             "(config, seed, versions), metrics.jsonl (losses and lr), model_{iter}.pth checkpoints, "
-            "model_final.pth and last_checkpoint into --out."
+            "model_final.pth and last_checkpoint into --out. A diverging run (a NaN or infinite proposal, "
+            "box, loss or weight) stops with exit code 1 and a message naming the iteration, the term and "
+            "the last good checkpoint, which is kept; nothing non-finite is ever saved."
         ),
         epilog=f"examples:\n  {PROG} train --config classroom_fpn --out runs/classroom_fpn\n"
         f"  {PROG} train --config classroom_fpn --out runs/classroom_fpn --resume\n"
@@ -93,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_config_args(p)
     p.add_argument("--out", type=Path, help="output folder (default runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="continue from the checkpoint that last_checkpoint in --out names (an error if there is none)",
+    )  # fmt: skip
     p.add_argument(
         "--max-iter", type=int, metavar="N",
         help="stop after iteration N (a checkpoint is saved) keeping the schedule of train.max_iter; "
@@ -127,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=_text(
             "Run a checkpoint on image files and write one PNG overlay per image (masks, boxes, class "
             "names and scores) into --out, named after the image. Class names and the config come from "
-            "the checkpoint."
+            "the checkpoint. A file that is missing or not an image is reported on stderr and skipped; the "
+            "others are still drawn, and the exit code is then 1."
         ),
         epilog=f"example:\n  {PROG} predict a.jpg b.jpg --checkpoint runs/classroom_fpn/model_final.pth "
         "--out predictions/ --score-thresh 0.7\n",
@@ -138,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("predictions"), help="output folder (default predictions/)"
     )
     p.add_argument(
-        "--score-thresh", type=float, default=0.5, help="draw detections scoring at least this (default 0.5)"
-    )
+        "--score-thresh", type=float, default=0.5,
+        help="draw detections scoring at least this, in [0, 1] (default 0.5)",
+    )  # fmt: skip
     _add_set(p)
     _add_common(p)
 
@@ -177,14 +207,78 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_device(name: str | None) -> str | None:
+    """``--device`` as given (None: the default), after checking it names a device this machine has."""
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device; expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name!r}: expected cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(
+                f"--device {name}: no CUDA GPU is available here (torch {torch.__version__}); use cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    return name
+
+
 def _device(name: str | None) -> torch.device:
+    _check_device(name)
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def _writable_folder(path: Path, option: str, what: str) -> Path:
+    """Create ``path`` if needed and check a file can be written in it; errors name ``option``."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: is a file, not a folder; expected a folder for {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write {what} there ({e.strerror or e})") from e
+    return path
+
+
+def _writable_file(path: Path, option: str, what: str) -> Path:
+    """Check that ``path`` can be written (atomically, beside itself) before any long computation."""
+    if path.is_dir():
+        raise UsageError(
+            f"{option} {path}: is a folder; expected a file name for {what}, e.g. {path}/metrics.json"
+        )
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"{option} {path}: cannot write {what} there ({parent} is a file, not a folder)")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write {what} there ({e.strerror or e})") from e
+    return path
+
+
 def _run_info(checkpoint: Path) -> dict[str, Any]:
-    """``run.json`` next to the checkpoint, or {}."""
+    """``run.json`` next to the checkpoint, or {}; a damaged one is an error naming it."""
     path = checkpoint.parent / "run.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"{path}: not valid JSON ({e}); it is the run's record of its config, written by train. Pass "
+            "--config NAME to evaluate with a preset instead"
+        ) from e
+    if not isinstance(info, dict):
+        raise ConfigError(f"{path}: expected a JSON object (the run's record), got {type(info).__name__}")
+    return info
 
 
 def _config_for(checkpoint: Path, ckpt: dict[str, Any], preset: str | None, overrides: list[str]) -> Config:
@@ -192,18 +286,46 @@ def _config_for(checkpoint: Path, ckpt: dict[str, Any], preset: str | None, over
     if preset is not None:
         return get_config(preset, overrides)
     run = _run_info(checkpoint)
-    return apply_overrides(from_dict(run.get("config") or ckpt["config"]), overrides)
+    if run.get("config"):
+        source, config = checkpoint.parent / "run.json", run["config"]
+    else:
+        source, config = checkpoint, ckpt.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{checkpoint}: no config in the checkpoint nor in a run.json beside it; pass --config NAME"
+        )
+    try:
+        cfg = from_dict(config)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: the run's config is not valid here: {e}") from e
+    return apply_overrides(cfg, overrides)
 
 
 def _load_weights(model: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> None:
-    """Load an already read checkpoint's weights, with :func:`check_state_dict`'s errors."""
+    """Load an already read checkpoint's weights, with :func:`check_state_dict`'s errors; a checkpoint with
+    NaN or infinite weights (saved by a diverged run before this library refused to) is an error too."""
     check_state_dict(model, ckpt["model"], path)
+    bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} of its weight tensors hold NaN or inf (e.g. {bad[0]}): the run had diverged "
+            "when it was saved; use an earlier checkpoint of the run"
+        )
     model.load_state_dict(ckpt["model"])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = get_config(args.config, args.overrides)
     out = args.out or Path("runs") / cfg.name
+    _check_device(args.device)
+    if args.max_iter is not None and args.max_iter < 1:
+        raise UsageError(f"--max-iter {args.max_iter}: expected an iteration number of at least 1")
+    if args.resume and not (out / LAST).is_file():
+        raise UsageError(
+            f"--resume: nothing to resume in {out} (it has no {LAST} file, which a run writes with its first "
+            "checkpoint); give the --out folder of the run to continue, or leave out --resume to start one"
+        )
+    _writable_folder(out, "--out", "the run's checkpoints and logs")
     result = train(
         cfg, out, resume=args.resume, max_iter=args.max_iter, progress=not args.quiet, device=args.device
     )
@@ -225,6 +347,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    if args.out is not None:
+        _writable_file(args.out, "--out", "the metrics (JSON)")
     ckpt = read_checkpoint(args.checkpoint)
     cfg = _config_for(args.checkpoint, ckpt, args.config, args.overrides)
     d = cfg.data
@@ -234,46 +359,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         train=False,
         transforms=build_transforms(False, d.min_size, d.max_size),
     )
-    model = build_model(cfg, len(dataset.class_names)).to(_device(args.device))
+    model = build_model(cfg, len(dataset.class_names)).to(device)
     _load_weights(model, ckpt, args.checkpoint)
-    metrics = evaluate_model(model, dataset, progress=not args.quiet)
+    try:
+        metrics = evaluate_model(model, dataset, progress=not args.quiet)
+    except NonFiniteError as e:
+        raise _diverged_model(args.checkpoint, e, f"the {dataset.split} images") from e
     if not is_main_process():
         return 0
     print(format_metrics(metrics))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         plain = {**stats_to_dict(metrics), "checkpoint": str(args.checkpoint), "split": dataset.split}
-        args.out.write_text(json.dumps(plain, indent=2) + "\n")
+        write_json(args.out, plain)
         print(f"wrote {args.out}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from matplotlib.figure import Figure  # no pyplot: no global figure state, any backend
-    from PIL import Image
     from torchvision.transforms import v2
-    from torchvision.transforms.functional import pil_to_tensor
 
     from mrcnn_lite.viz import draw_instances
 
+    if not 0.0 <= args.score_thresh <= 1.0:
+        raise UsageError(f"--score-thresh {args.score_thresh}: expected a score in [0, 1]")
+    device = _device(args.device)
+    _writable_folder(args.out, "--out", "the overlays")
     ckpt = read_checkpoint(args.checkpoint)
     cfg = _config_for(args.checkpoint, ckpt, None, args.overrides)
     names = ckpt.get("class_names") or _run_info(args.checkpoint).get("class_names")
     if names is None:
         raise CheckpointError(f"{args.checkpoint}: no class_names in the checkpoint or run.json beside it")
-    device = _device(args.device)
     model = build_model(cfg, len(names)).to(device).eval()
     _load_weights(model, ckpt, args.checkpoint)
     sizes = (cfg.data.min_size,) if isinstance(cfg.data.min_size, int) else cfg.data.min_size
     resize = v2.Resize(max(sizes), max_size=cfg.data.max_size)
-    args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
     for path in args.images:
-        if not path.is_file():
-            raise FileNotFoundError(f"image not found: {path}")
-        image = pil_to_tensor(Image.open(path).convert("RGB"))
+        try:
+            image = _read_image(path)
+        except UsageError as e:
+            print(f"{PROG} predict: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
         h, w = image.shape[-2:]
-        with torch.no_grad():
-            pred = model([resize(image).float().div(255).to(device)], orig_sizes=[(h, w)])[0]
+        try:
+            with torch.no_grad():
+                pred = model([resize(image).float().div(255).to(device)], orig_sizes=[(h, w)])[0]
+        except NonFiniteError as e:
+            raise _diverged_model(args.checkpoint, e, str(path)) from e
         keep = pred["scores"] >= args.score_thresh
         pred = {k: v[keep].cpu() for k, v in pred.items()}
         fig = Figure(figsize=(w / 100, h / 100), dpi=100)  # the overlay has the image's size
@@ -281,14 +415,53 @@ def cmd_predict(args: argparse.Namespace) -> int:
         masks = pred["masks"][:, 0] if "masks" in pred else None
         draw_instances(ax, image, pred["boxes"], masks, pred["labels"], names, pred["scores"])
         target = args.out / f"{path.stem}.png"
-        fig.savefig(target, dpi=100)
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         print(f"{path}: {int(keep.sum())} detections -> {target}")
+    if failed:
+        print(
+            f"{PROG} predict: error: {failed} of {len(args.images)} images could not be read (above); "
+            "the others were drawn",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _diverged_model(checkpoint: Path, error: NonFiniteError, where: str) -> CheckpointError:
+    """The error for a checkpoint whose finite weights still compute NaN or inf (a run diverging)."""
+    return CheckpointError(
+        f"{checkpoint}: on {where}, the model computes {error}; the run was probably diverging when this "
+        "checkpoint was saved: use an earlier checkpoint of the run"
+    )
+
+
+def _read_image(path: Path) -> torch.Tensor:
+    """The RGB ``uint8 [3, H, W]`` pixels of an image file; :class:`UsageError` naming it otherwise."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.functional import pil_to_tensor
+
+    expected = "expected an image file (PNG, JPEG, BMP, TIFF, ...)"
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; {expected}")
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file; {expected}")
+    try:
+        with Image.open(path) as pil:
+            return pil_to_tensor(pil.convert("RGB"))
+    except UnidentifiedImageError:
+        raise UsageError(f"{path}: not an image that PIL can read; {expected}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # damaged or huge files
+        raise UsageError(f"{path}: a damaged or unreadable image ({e}); {expected}") from None
 
 
 def cmd_table2(args: argparse.Namespace) -> int:
     from mrcnn_lite.ablations.runner import run_grid
 
+    if args.out is not None:
+        _writable_folder(args.out, "--out", "the runs")
+    _writable_folder(args.results, "--results", "the tables")
+    _writable_folder(args.figures, "--figures", "the figure")
     try:
         result = run_grid(
             args.rows, args.seeds, args.preset, args.out, args.results, args.figures, args.overrides,
@@ -307,14 +480,34 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; user errors print ``error: ...`` and return 2."""
+    """Parse ``argv`` and run the command. User errors (:data:`USER_ERRORS`) print ``error: ...`` (one
+    paragraph, no traceback) and return 2, or 1 for a diverged run (:class:`NonFiniteError`); with
+    ``MRCNN_LITE_DEBUG=1`` they are raised instead. Any other exception (a bug) propagates."""
     args = build_parser().parse_args(argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         init_distributed()  # under torchrun (WORLD_SIZE > 1); a no-op otherwise
         return COMMANDS[args.command](args)
-    except (FileNotFoundError, ConfigError, CheckpointError, CocoFormatError) as e:
-        message = str(e)
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
+        return 1 if isinstance(e, NonFiniteError) else 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(
+            f"{PROG}: interrupted; the files written so far are complete (continue a training run with "
+            "--resume)",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         cleanup()
+
+
+def _message(e: BaseException) -> str:
+    """The error's text; an ``OSError`` without a message of its own gets its file name and reason."""
+    if isinstance(e, OSError) and e.strerror and e.filename:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)

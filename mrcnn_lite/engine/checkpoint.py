@@ -10,6 +10,7 @@ and renamed over the target (``os.replace``), so a run killed mid-write never le
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +86,45 @@ def save_checkpoint(
     return path
 
 
+_EXPECTED = "expected a model_*.pth file that `python -m mrcnn_lite train` wrote into its --out folder"
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why ``torch.load`` could not read ``path``, in words."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if head == b"PK\x03\x04":
+        return "a damaged or truncated PyTorch archive: was it copied completely?"
+    if head[:1] == b"\x80" and "Weights only load failed" in str(error):  # a pickle (protocol >= 2)
+        return "a pickle holding more than tensors and plain values, never loaded since it could run code"
+    return "not a PyTorch file"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict, loaded with ``weights_only=True`` on the CPU; a missing file is named."""
+    """The checkpoint dict, loaded with ``weights_only=True`` on the CPU. A missing file, a folder, a file
+    ``torch.load`` cannot read and one without a ``model`` state dict raise :class:`CheckpointError` (or
+    ``FileNotFoundError``) naming the file and what was expected."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint; {_EXPECTED}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings(record=True) as caught:  # torch's remarks on a foreign file: dropped
+        warnings.simplefilter("always")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # any failure to parse a user's file means "not a checkpoint"
+            raise CheckpointError(f"{path}: not a checkpoint ({_unreadable(path, e)}); {_EXPECTED}") from e
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        what = "a state dict without the trainer's entries" if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(
+            f"{path}: not a checkpoint of this library (it holds {what}, no 'model' weights); {_EXPECTED}"
+        )
+    return ckpt
 
 
 def check_state_dict(

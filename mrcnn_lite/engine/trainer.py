@@ -59,7 +59,13 @@ from mrcnn_lite.config import Config, to_dict
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.loader import build_dataloader
 from mrcnn_lite.data.transforms import build_transforms
-from mrcnn_lite.engine.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from mrcnn_lite.engine.checkpoint import (
+    CheckpointError,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from mrcnn_lite.engine.distributed import (
     all_gather_object,
     get_rank,
@@ -72,8 +78,29 @@ from mrcnn_lite.engine.distributed import (
 )
 from mrcnn_lite.engine.schedule import build_optimizer, lr_at, set_lr
 from mrcnn_lite.modeling.build import build_model
+from mrcnn_lite.modeling.finite import NonFiniteError, all_finite
 
 LAST = "last_checkpoint"
+
+
+class TrainingDivergedError(NonFiniteError):
+    """Training stopped at the first non-finite proposal, box, loss or weight; the message is one paragraph
+    naming the iteration, the term, the last good checkpoint and the usual remedies.
+
+    ``iteration``: the (1-based) iteration that went wrong; ``term``: what was not finite (e.g. "rpn
+    proposals", "loss_mask", "model weights"); ``checkpoint``: the last good checkpoint (None if the run
+    wrote none) and ``checkpoint_iteration`` its iteration."""
+
+    def __init__(
+        self, message: str, term: str, iteration: int, checkpoint: Path | None, checkpoint_iteration: int
+    ) -> None:
+        FloatingPointError.__init__(self, message)
+        self.term, self.detail = term, ""
+        self.iteration, self.checkpoint, self.checkpoint_iteration = (
+            iteration,
+            checkpoint,
+            checkpoint_iteration,
+        )
 
 
 class _Indices(Sampler[int]):
@@ -158,22 +185,37 @@ def train_step(
 
     Mixed precision (``amp``; default: ``scaler.is_enabled()``): on CUDA float16 autocast with the loss
     scaled by ``scaler``; on the CPU bfloat16 autocast, which has float32's exponent range and needs no
-    scaling (``scaler`` disabled). The weights, the optimizer and the RoI operators stay float32."""
+    scaling (``scaler`` disabled). The weights, the optimizer and the RoI operators stay float32.
+
+    Raises :class:`~mrcnn_lite.modeling.finite.NonFiniteError` before any update when the model met
+    non-finite proposals or boxes (its term, e.g. "rpn proposals") or a loss is not finite (the term names
+    the losses, e.g. "loss_mask"). Under ``torch.distributed`` every rank raises when one rank does."""
     device_type = images[0].device.type
     amp = scaler.is_enabled() if amp is None else amp
     dtype = torch.bfloat16 if device_type == "cpu" else torch.float16
-    with torch.autocast(device_type, dtype=dtype, enabled=amp):
-        losses = model(images, targets)
-    total = sum(losses.values())
-    bad = ~torch.isfinite(total.detach()).reshape(1)
+    failed: NonFiniteError | None = None
+    try:
+        with torch.autocast(device_type, dtype=dtype, enabled=amp):
+            losses = model(images, targets)
+    except NonFiniteError as e:
+        if not is_distributed():
+            raise
+        failed, losses = e, {}  # tell the other ranks below, then raise
+    total = sum(losses.values()) if losses else torch.zeros((), device=images[0].device)
+    bad = ~torch.isfinite(total.detach()).reshape(1)  # the step's one host sync for the check
+    if failed is not None:
+        bad = torch.ones_like(bad)
     if is_distributed():  # every rank stops (not one, leaving the others waiting in backward's all-reduce)
         bad = bad.float()
         torch.distributed.all_reduce(bad)
     if bad.any():
+        if failed is not None:
+            raise failed
         where = " (on this rank or another)" if is_distributed() else ""
-        raise FloatingPointError(
-            f"the loss is not finite{where}: { {k: v.item() for k, v in losses.items()} }"
-        )
+        values = {k: v.item() for k, v in losses.items()}
+        terms = [k for k, v in values.items() if not np.isfinite(v)]
+        term = ", ".join(terms) if terms else ("total loss" if not is_distributed() else "loss")
+        raise NonFiniteError(term, f"the loss is not finite{where}: {values}")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
     if clip_grad_norm is not None:
@@ -199,12 +241,107 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 
 
+def nonfinite_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> str | None:
+    """None when every floating-point value of the model's state dict (weights and buffers, e.g. BatchNorm
+    statistics) and of the optimizer's state (momentum, Adam's moments) is finite, else which is not:
+    "model weights" or "optimizer state". Under ``torch.distributed`` the ranks agree (a rank's verdict
+    counts for all)."""
+    weights = [t for t in model.state_dict().values() if t.is_floating_point()]
+    moments = [
+        v for st in (optimizer.state.values() if optimizer is not None else ()) for v in st.values()
+        if isinstance(v, torch.Tensor) and v.is_floating_point()
+    ]  # fmt: skip
+    device = weights[0].device if weights else torch.device("cpu")
+    flags = [
+        all_finite(*ts).to(device) if ts else torch.ones((), dtype=torch.bool, device=device)
+        for ts in (weights, moments)
+    ]
+    ok = torch.stack(flags).float()
+    if is_distributed():
+        torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+    names = ("model weights", "optimizer state")
+    return next((name for name, v in zip(names, ok.tolist(), strict=True) if v < 1), None)  # one host sync
+
+
+def _nonfinite_names(module: torch.nn.Module, show: int = 3) -> str:
+    """``"2 of 120 tensors, e.g. rpn.head.conv.weight, ..."`` for an error message."""
+    state = {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
+    bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+    more = ", ..." if len(bad) > show else ""
+    return f"{len(bad)} of {len(state)} tensors, e.g. {', '.join(bad[:show])}{more}" if bad else "all finite"
+
+
+def divergence_message(
+    error: NonFiniteError,
+    iteration: int,
+    cfg: Config,
+    checkpoint: Path | None,
+    checkpoint_iteration: int,
+    next_checkpoint: int,
+) -> str:
+    """The one-paragraph explanation of :class:`TrainingDivergedError`: where, what, what is kept, what to
+    try (with the ``--set`` keys of :class:`~mrcnn_lite.config.TrainConfig`)."""
+    t = cfg.train
+    what = f"non-finite values (NaN or inf) in the {error.term}" + (
+        f" ({error.detail})" if error.detail else ""
+    )
+    if checkpoint is not None:
+        kept = (
+            f"Nothing was saved from the diverged model: the last good checkpoint is {checkpoint} (iteration "
+            f"{checkpoint_iteration}), and {checkpoint.parent / LAST} still names it."
+        )
+        restart = (
+            "then start afresh, or continue from that checkpoint with --resume and the new --set options"
+        )
+    else:
+        kept = (
+            "Nothing was saved from the diverged model; the run wrote no checkpoint before it (the first "
+            f"was due at iteration {next_checkpoint})."
+        )
+        restart = "then start the run again"
+    clip = (
+        f"--set train.clip_grad_norm={t.clip_grad_norm / 2:g}, now {t.clip_grad_norm:g}"
+        if t.clip_grad_norm is not None
+        else "--set train.clip_grad_norm=10, now off"
+    )
+    return (
+        f"training diverged at iteration {iteration} of {t.max_iter}: {what}. {kept} The usual remedies: a "
+        f"lower learning rate (--set train.base_lr={t.base_lr / 10:g}, now {t.base_lr:g}), a longer warm-up "
+        f"(--set train.warmup_iters={max(2 * t.warmup_iters, 100)}, now {t.warmup_iters}) or gradient "
+        f"clipping ({clip}); {restart}."
+    )
+
+
+def _resume_path(out: Path) -> Path:
+    """The checkpoint ``out/last_checkpoint`` names, with an error naming both files when it is missing."""
+    last = out / LAST
+    name = last.read_text().strip()
+    path = out / name
+    if name and "/" not in name and path.is_file():
+        return path
+    found = sorted(p.name for p in out.glob("model_*.pth"))
+    there = (
+        f"the checkpoints there are {', '.join(found)}" if found else "there are no model_*.pth files there"
+    )
+    raise CheckpointError(
+        f"cannot resume: {last} names {name!r}, which is not a checkpoint file in {out}; {there}. Write the "
+        "name of the one to resume from into last_checkpoint, or run without --resume to start afresh."
+    )
+
+
 def _trim_metrics(path: Path, iteration: int) -> None:
-    """Drop log lines after ``iteration`` (written by the interrupted run after its last checkpoint)."""
+    """Drop log lines after ``iteration`` (written by the interrupted run after its last checkpoint), and a
+    line the interruption cut short (not JSON); the file is replaced atomically."""
+
+    def up_to(line: str) -> bool:
+        try:
+            return json.loads(line)["iteration"] <= iteration
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return False
+
     if path.is_file():
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln)["iteration"] <= iteration]
-        path.write_text("".join(ln + "\n" for ln in kept))
+        kept = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if up_to(ln)]
+        write_text(path, "".join(ln + "\n" for ln in kept))
 
 
 def train(
@@ -223,6 +360,11 @@ def train(
     is an interrupted run, continued. ``resume=True`` without a checkpoint in ``out_dir`` starts afresh.
     ``device`` defaults to CUDA when available (CUDA kernels with atomic adds, e.g. RoIAlign's backward,
     are not bit-reproducible; the CPU is).
+
+    A diverging run stops at the first non-finite proposal, box, loss or weight with a
+    :class:`TrainingDivergedError` (one paragraph: the iteration, the term, the last good checkpoint,
+    the remedies). A checkpoint is only written when every weight and optimizer value is finite, so
+    ``last_checkpoint`` keeps naming the last good one.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +403,7 @@ def train(
     start = 0
     last = out / LAST
     if resume and last.is_file():
-        path = out / last.read_text().strip()
+        path = _resume_path(out)
         state = load_checkpoint(path, model, optimizer)
         start = state["iteration"]
         changed = config_changes(state["config"], to_dict(cfg))
@@ -293,7 +435,13 @@ def train(
         })  # fmt: skip
 
     def checkpoint(name: str, iteration: int) -> Path:
-        """Rank 0 writes (every rank must call it: the RNG states are gathered)."""
+        """Rank 0 writes (every rank must call it: the RNG states are gathered); never a non-finite model."""
+        bad = nonfinite_state(model, optimizer)
+        if bad is not None:
+            which = f"{_nonfinite_names(model)}; " if bad == "model weights" else ""
+            raise NonFiniteError(
+                bad, f"{which}after the update of iteration {iteration}; {name} was not written"
+            )
         path = out / name
         more = {"rng_per_rank": all_gather_object(get_rng_state())} if world > 1 else {}
         if main:
@@ -303,6 +451,7 @@ def train(
 
     logged: dict[str, float] = {}
     ckpt_path = out / last.read_text().strip() if last.is_file() and start > 0 else None
+    ckpt_iter = start
     data = batches(dataset, cfg, start, rank, world)
     # mininterval: a redraw every 2 s at most. In Jupyter each redraw is a few widget messages, and a kernel
     # flooding its output channel past ZMQ's high-water mark (1000) drops messages, which made nbval and
@@ -312,27 +461,37 @@ def train(
         mininterval=2.0,
     )  # fmt: skip
     tic = time.perf_counter()
-    with (out / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log:
-        for it in bar:
-            lr = lr_at(it, cfg)
-            set_lr(optimizer, lr)
-            values = train_step(
-                net, optimizer, scaler, *_to_device(*next(data), device), t.clip_grad_norm, amp=t.amp
-            )
-            values = mean_over_ranks(values)
-            done = it + 1
-            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items()}, refresh=False)
-            if done % t.log_period == 0:
-                logged = {"iteration": done, "lr": lr, **values, "time": time.perf_counter() - tic}
-                if log is not None:
-                    log.write(json.dumps(logged) + "\n")
-                    log.flush()
-            tic = time.perf_counter()
-            if done == t.max_iter:
-                ckpt_path = checkpoint("model_final.pth", done)
-            elif done % t.checkpoint_period == 0 or done == stop:
-                ckpt_path = checkpoint(f"model_{done:07d}.pth", done)
-    bar.close()
+    done = start
+    with (
+        (out / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log,
+        contextlib.closing(bar),
+    ):
+        try:
+            for it in bar:
+                done = it + 1
+                lr = lr_at(it, cfg)
+                set_lr(optimizer, lr)
+                values = train_step(
+                    net, optimizer, scaler, *_to_device(*next(data), device), t.clip_grad_norm, amp=t.amp
+                )
+                values = mean_over_ranks(values)
+                bar.set_postfix(
+                    {k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items()}, refresh=False
+                )
+                if done % t.log_period == 0:
+                    logged = {"iteration": done, "lr": lr, **values, "time": time.perf_counter() - tic}
+                    if log is not None:
+                        log.write(json.dumps(logged) + "\n")
+                        log.flush()
+                tic = time.perf_counter()
+                if done == t.max_iter:
+                    ckpt_path, ckpt_iter = checkpoint("model_final.pth", done), done
+                elif done % t.checkpoint_period == 0 or done == stop:
+                    ckpt_path, ckpt_iter = checkpoint(f"model_{done:07d}.pth", done), done
+        except NonFiniteError as e:
+            due = min(-(-done // t.checkpoint_period) * t.checkpoint_period, stop)
+            message = divergence_message(e, done, cfg, ckpt_path, ckpt_iter, due)
+            raise TrainingDivergedError(message, e.term, done, ckpt_path, ckpt_iter) from e
     if is_distributed():
         torch.distributed.barrier()  # rank 0's files are complete when train returns on any rank
     return {"iteration": max(start, stop), "checkpoint": ckpt_path, "losses": logged, "model": model}

@@ -38,6 +38,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 from .box_coder import BoxCoder
+from .finite import NonFiniteError, all_finite, count_nonfinite, where_if_finite
 
 _CHUNK_PIXELS = 2**22  # paste_masks: float pixels computed at once (16 MB)
 
@@ -54,9 +55,14 @@ def postprocess_detections(
     min_size: float = 1e-2,
 ) -> list[dict[str, Tensor]]:
     """Per image, ``{"boxes": [D, 4], "scores": [D], "labels": [D]}`` sorted by decreasing score, from the box
-    head's ``class_logits [R, K]`` and ``box_deltas [R, 4K]`` on ``proposals`` (per image ``[R_i, 4]``)."""
+    head's ``class_logits [R, K]`` and ``box_deltas [R, 4K]`` on ``proposals`` (per image ``[R_i, 4]``).
+
+    Raises :class:`~mrcnn_lite.modeling.finite.NonFiniteError` ("box head deltas" or "box head class
+    scores") when a decoded box or a class logit is NaN or infinite: the boxes go on to the mask branch's
+    RoI pooling, and NaN scores would silently drop every detection."""
     num_classes = class_logits.shape[1]
     boxes = box_coder.decode(box_deltas, torch.cat(proposals)).reshape(-1, num_classes, 4)
+    finite = all_finite(boxes, class_logits)  # read with the score filter's host sync below
     scores = F.softmax(class_logits, dim=-1)
     per_image = [len(p) for p in proposals]
     results = []
@@ -65,7 +71,13 @@ def postprocess_detections(
         labels = torch.arange(num_classes, device=s.device).expand_as(s)
         # every (RoI, object class) pair is a candidate detection; class 0 is background
         b, s, labels = b[:, 1:].reshape(-1, 4), s[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
-        keep = torch.nonzero(s > score_thresh).squeeze(1)
+        keep = where_if_finite(s > score_thresh, finite)
+        if keep is None:
+            bad_boxes = not bool(torch.isfinite(boxes).all())
+            raise NonFiniteError(
+                "box head deltas" if bad_boxes else "box head class scores",
+                count_nonfinite(box_deltas=box_deltas, decoded_boxes=boxes, class_logits=class_logits),
+            )
         b, s, labels = b[keep], s[keep], labels[keep]
         keep = remove_small_boxes(b, min_size)
         b, s, labels = b[keep], s[keep], labels[keep]

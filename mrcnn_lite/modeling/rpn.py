@@ -36,6 +36,7 @@ from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_sm
 
 from .anchors import AnchorGenerator
 from .box_coder import BoxCoder
+from .finite import NonFiniteError, all_finite, count_nonfinite, where_if_finite
 from .matcher import Matcher
 from .sampler import BalancedPositiveNegativeSampler
 
@@ -160,14 +161,24 @@ class RegionProposalNetwork(nn.Module):
     # ---- proposals ---------------------------------------------------------------------------------------
 
     def _select_image(
-        self, boxes: Tensor, logits: Tensor, levels: Tensor, image_size: tuple[int, int]
+        self,
+        boxes: Tensor,
+        logits: Tensor,
+        levels: Tensor,
+        image_size: tuple[int, int],
+        finite: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """One image's top-k boxes -> clip, remove small / low-score, per-level NMS, keep the best."""
+        """One image's top-k boxes -> clip, remove small / low-score, per-level NMS, keep the best.
+
+        ``finite`` (a 0-d bool tensor, see :meth:`propose`): raise :class:`NonFiniteError` when False,
+        checked with the score filter's own host sync."""
         boxes = clip_boxes_to_image(boxes, image_size)
         scores = torch.sigmoid(logits)
         keep = remove_small_boxes(boxes, self.min_size)
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-        keep = torch.where(scores >= self.score_thresh)[0]
+        keep = where_if_finite(scores >= self.score_thresh, finite)
+        if keep is None:
+            raise NonFiniteError("rpn proposals")
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         keep = batched_nms(boxes, scores, levels, self.nms_thresh)[: self.post_nms_top_n()]
         return {
@@ -185,10 +196,11 @@ class RegionProposalNetwork(nn.Module):
         objectness: Tensor,
         image_sizes: list[tuple[int, int]],
         num_anchors_per_level: list[int],
+        finite: Tensor | None = None,
     ) -> list[dict[str, Tensor]]:
         """Decoded boxes ``[N, A, 4]`` and logits ``[N, A]`` -> per image, the boxes that enter NMS
         (``pre_nms_*``: top-k per level, clipped, filtered) and the final proposals (``boxes``, ``scores``,
-        ``levels``)."""
+        ``levels``). ``finite``: see :meth:`_select_image`."""
         objectness = objectness.detach()
         levels = torch.cat(
             [
@@ -204,14 +216,18 @@ class RegionProposalNetwork(nn.Module):
         batch_idx = torch.arange(len(proposals), device=proposals.device)[:, None]
         boxes, logits = proposals[batch_idx, top_idx], objectness[batch_idx, top_idx]
         return [
-            self._select_image(boxes[i], logits[i], levels[top_idx[i]], image_sizes[i])
+            self._select_image(boxes[i], logits[i], levels[top_idx[i]], image_sizes[i], finite)
             for i in range(len(proposals))
         ]
 
     def propose(self, images: ImageList, features: OrderedDict[str, Tensor] | list[Tensor]) -> dict:
         """Everything the RPN computes before its loss: ``anchors`` (per image), flat ``objectness [N, A]``
         logits and ``deltas [N, A, 4]`` (with their graph), ``decoded [N, A, 4]`` boxes for every anchor,
-        ``num_anchors_per_level``, and ``per_image``: the dicts of :meth:`select_proposals`."""
+        ``num_anchors_per_level``, and ``per_image``: the dicts of :meth:`select_proposals`.
+
+        Raises :class:`~mrcnn_lite.modeling.finite.NonFiniteError` ("rpn proposals") when any decoded box
+        or objectness logit is NaN or infinite (a diverging model), before any proposal reaches NMS or the
+        RoI heads: NMS and the size filter would otherwise drop NaN boxes without a word."""
         features = list(features.values()) if isinstance(features, dict) else list(features)
         logits, deltas = self.head(features)
         anchors = self.anchor_generator(images, features)
@@ -219,7 +235,14 @@ class RegionProposalNetwork(nn.Module):
         objectness, deltas = flatten_head_outputs(logits, deltas)
         n = len(anchors)
         decoded = self.box_coder.decode(deltas.detach().reshape(-1, 4), torch.cat(anchors)).view(n, -1, 4)
-        per_image = self.select_proposals(decoded, objectness, images.image_sizes, num_anchors_per_level)
+        finite = all_finite(decoded, objectness.detach())  # read with the score filter's sync
+        try:
+            per_image = self.select_proposals(
+                decoded, objectness, images.image_sizes, num_anchors_per_level, finite
+            )
+        except NonFiniteError:
+            detail = count_nonfinite(box_deltas=deltas.detach(), objectness=objectness.detach())
+            raise NonFiniteError("rpn proposals", detail) from None
         return {
             "anchors": anchors,
             "objectness": objectness,
