@@ -2,6 +2,8 @@
 #   make workbook  - set up .venv, generate the data, execute every notebook in order, regenerate figures/
 #   make test      - set up .venv, generate the data, run the unit tests and pytest --nbval over notebooks/
 # Both are idempotent: each step is skipped when its output is newer than its inputs.
+# `make workbook` is the one command that rewrites tracked files (the notebooks and figures/); the test
+# targets write only to temporary or ignored places and fail if the tests changed the work tree.
 
 PYTHON   ?= $(shell command -v python3.11 || command -v python3)
 VENV     := .venv
@@ -21,7 +23,7 @@ QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory"
 export CUDA_HOME ?= /usr/local/cuda
 export PYTHONHASHSEED := 0
 
-.PHONY: all venv data workbook test unit nbval lint table2 clean-data help
+.PHONY: all venv data workbook test unit nbval lint table2 clean-data help gpu-check gpu-check-wheels
 
 all: help
 
@@ -31,6 +33,7 @@ help:
 	@echo "make lint       ruff over the library, tests and notebooks"
 	@echo "make table2     rerun the paper's Table 2 ablations, 3 seeds (about 2 h on 2 CPU cores; resumable)"
 	@echo "                TABLE2_ARGS='--rows c,d --seeds 1' for a part of it"
+	@echo "make gpu-check  on a CUDA GPU: build the kernels, CUDA tests, benchmarks, AMP training (<= 8 min)"
 
 venv: $(STAMP)
 
@@ -53,19 +56,33 @@ data: $(DATA_OK)
 $(DATA_OK): $(STAMP) mrcnn_lite/data/shapes.py
 	$(PY) -m mrcnn_lite.data.shapes --out $(DATA) --seed $(SEED)
 
+# The notebooks save their figures through mrcnn_lite.workbook.figures_dir(): figures/ for `make workbook`,
+# an ignored folder for the test targets (MRCNN_LITE_FIGURES_DIR), so that a test run leaves figures/ alone.
+TEST_OUT    := build/test-output
+TREE_STATE  := $(TEST_OUT)/tree-before.json
+unit nbval test: export MRCNN_LITE_FIGURES_DIR := $(CURDIR)/$(TEST_OUT)/figures
+workbook: export MRCNN_LITE_FIGURES_DIR :=
+# $(call tree_checked,COMMAND): COMMAND's exit status, or failure listing every file that git sees (tracked,
+# or untracked and not ignored) whose state or content COMMAND changed.
+tree_checked = $(PY) tests/tree_state.py save $(TREE_STATE) && { $(1); status=$$?; \
+	$(PY) tests/tree_state.py check $(TREE_STATE) && exit $$status; }
+
+NBVAL_ARGS := --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-kernel-name python3 \
+	--nbval-cell-timeout 1800
+# What `make test` runs: every unit test and every notebook (e.g. TEST_PATHS=tests/test_shapes.py for one file).
+TEST_PATHS ?= tests $(NOTEBOOKS)
+
 workbook: $(STAMP) $(DATA_OK)
 	$(PY) -m mrcnn_lite.workbook $(NOTEBOOKS)
 
 unit: $(STAMP) $(DATA_OK)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(call tree_checked,$(PY) -m pytest tests $(PYTEST_ARGS))
 
 nbval: $(STAMP) $(DATA_OK)
-	$(PY) -m pytest --nbval $(NOTEBOOKS) --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
-	  --nbval-kernel-name python3 --nbval-cell-timeout 1800 $(PYTEST_ARGS)
+	$(call tree_checked,$(PY) -m pytest --nbval $(NOTEBOOKS) $(NBVAL_ARGS) $(PYTEST_ARGS))
 
 test: $(STAMP) $(DATA_OK) lint
-	$(PY) -m pytest -rs tests $(NOTEBOOKS) --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
-	  --nbval-kernel-name python3 --nbval-cell-timeout 1800 $(PYTEST_ARGS)
+	$(call tree_checked,$(PY) -m pytest -rs $(TEST_PATHS) --nbval $(NBVAL_ARGS) $(PYTEST_ARGS))
 
 lint: $(STAMP)
 	$(PY) -m ruff check mrcnn_lite tests notebooks benchmarks
@@ -77,3 +94,37 @@ table2: $(STAMP) $(DATA_OK)
 
 clean-data:
 	rm -rf $(DATA)
+
+# ------------------------------------------------------------------------------------------- GPU check
+# `make gpu-check` (README "GPU check"): benchmarks/gpu_check.py's stages on the visible CUDA GPU, within
+# 8 minutes; results in benchmarks/results/gpu_check_<gpu>.json (and GPU_CHECK_OUT, with the log). Without
+# a GPU it says so and succeeds. By default it runs in .venv (created first where missing: needs PyPI).
+# GPU_CHECK_PYTHON=python3 uses a Python that already has torch (CUDA), torchvision and pytest instead, as
+# on a GPU machine without a package registry; it then installs the wheels of GPU_CHECK_WHEELS (what that
+# Python lacks, fetched beforehand by `make gpu-check-wheels`) under build/gpu-check/site.
+GPU_CHECK_PYTHON ?=
+GPU_CHECK_OUT    ?=
+GPU_CHECK_ARGS   ?=
+GPU_CHECK_WHEELS ?= .whl
+GPU_CHECK_PYVER  ?= 3.12
+# Seconds from make's start to the end of the last stage (creating .venv, where needed, counts): 8 minutes
+# less a margin for the script's own start and report.
+GPU_CHECK_SECONDS ?= 460
+GPU_CHECK_T0     := $(shell date +%s)
+GPU_CHECK_FLAGS  = --budget $$(( $(GPU_CHECK_SECONDS) - $$(date +%s) + $(GPU_CHECK_T0) )) \
+	$(if $(GPU_CHECK_OUT),--out $(GPU_CHECK_OUT)) $(GPU_CHECK_ARGS)
+
+ifeq ($(strip $(GPU_CHECK_PYTHON)),)
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_FLAGS)
+else
+gpu-check:
+	$(GPU_CHECK_PYTHON) benchmarks/gpu_check.py --wheels $(GPU_CHECK_WHEELS) $(GPU_CHECK_FLAGS)
+endif
+
+# The wheels GPU_CHECK_PYTHON lacks (on the lent GPU machines: pycocotools), for Python $(GPU_CHECK_PYVER).
+gpu-check-wheels: $(STAMP)
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_CHECK_PYVER) \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d $(GPU_CHECK_WHEELS) $$(grep -i '^pycocotools==' $(VENV)/requirements.txt) $(QUIET_PIP)
+	@ls $(GPU_CHECK_WHEELS)

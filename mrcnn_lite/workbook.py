@@ -18,6 +18,10 @@ from mrcnn_lite.atomic import atomic_path
 
 #: The one documented switch: ``MRCNN_LITE_QUICK=1`` makes long notebook runs use a CI-sized schedule.
 QUICK_ENV = "MRCNN_LITE_QUICK"
+#: Where :func:`save_figure` writes when set (a path; relative paths are taken from the checkout's top
+#: folder). ``make test`` and ``make nbval`` point it at an ignored folder, so that only ``make workbook``
+#: rewrites the committed ``figures/``.
+FIGURES_ENV = "MRCNN_LITE_FIGURES_DIR"
 
 
 def repo_root() -> Path:
@@ -35,8 +39,12 @@ def data_dir(name: str = "shapes") -> Path:
 
 
 def figures_dir() -> Path:
-    path = repo_root() / "figures"
-    path.mkdir(exist_ok=True)
+    """Where the notebooks save their figures: ``figures/`` in the checkout (committed, rewritten by
+    ``make workbook``), or the folder ``MRCNN_LITE_FIGURES_DIR`` names (the test targets set it to
+    ``build/test-output/figures``, an ignored folder, so a test run leaves ``figures/`` as it was)."""
+    chosen = os.environ.get(FIGURES_ENV, "").strip()
+    path = repo_root() / (Path(chosen).expanduser() if chosen else Path("figures"))
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -162,6 +170,20 @@ def strip_volatile_metadata(path: Path) -> None:
         nbformat.write(nb, str(tmp))
 
 
+def kernel_manager_config():
+    """The traitlets config of the kernels :func:`execute` starts: CurveZMQ-encrypted channels.
+
+    ipykernel 7 logs "Kernel is running over TCP without encryption" at every start unless the kernel
+    manager provisions CurveZMQ keys, which jupyter_client's ``transport_encryption="auto"`` does for a
+    kernelspec that declares ``"supported_encryption": ["curve"]`` (ipykernel's own does). So the kernels
+    really are encrypted, and a kernelspec without that declaration still gets the (then true) warning."""
+    import zmq
+    from traitlets.config import Config
+
+    policy = "auto" if zmq.has("curve") else "disabled"  # "auto" is refused where libzmq lacks Curve
+    return Config({"KernelManager": {"transport_encryption": policy}})
+
+
 def execute(paths: list[Path], kernel: str = "python3", timeout: int = 1800) -> dict[str, float]:
     """Execute notebooks in place with papermill, in the given order, from ``notebooks/``.
 
@@ -183,6 +205,7 @@ def execute(paths: list[Path], kernel: str = "python3", timeout: int = 1800) -> 
             cwd=str(path.parent),
             execution_timeout=timeout,
             progress_bar=False,
+            config=kernel_manager_config(),
         )
         times[path.name] = time.perf_counter() - start
         strip_volatile_metadata(path)

@@ -59,3 +59,60 @@ def test_strip_volatile_metadata_keeps_the_rest(tmp_path: Path) -> None:
     assert dict(nb.metadata.papermill) == {"parameters": {"SEED": 0}}
     assert cell.outputs[0].data["text/plain"].startswith("train: 70%|███████   | 7/10")
     assert [p.name for p in tmp_path.iterdir()] == ["nb.ipynb"]  # written in place, no temp file left
+
+
+# ------------------------------------------------------------------ where figures go, and the kernels
+
+
+def test_figures_dir_defaults_to_figures_and_honours_the_env_var(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mrcnn_lite import workbook
+
+    monkeypatch.delenv(workbook.FIGURES_ENV, raising=False)
+    assert workbook.figures_dir() == workbook.repo_root() / "figures"
+    monkeypatch.setenv(workbook.FIGURES_ENV, "")  # what `make workbook` exports
+    assert workbook.figures_dir() == workbook.repo_root() / "figures"
+    monkeypatch.setenv(workbook.FIGURES_ENV, str(tmp_path / "test-output" / "figures"))
+    fig, ax = plt.subplots(figsize=(1, 1))
+    path = workbook.save_figure(fig, "line")
+    plt.close(fig)
+    assert path == tmp_path / "test-output" / "figures" / "line.png" and path.read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.setenv(workbook.FIGURES_ENV, "build/x")  # relative: from the checkout, not the cwd
+    assert workbook.figures_dir() == workbook.repo_root() / "build" / "x"
+    (workbook.repo_root() / "build" / "x").rmdir()
+
+
+def _kernel_stderr(config) -> str:
+    """Start and stop the workbook's kernel under ``config``; returns what it printed on stderr."""
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
+
+    with tempfile.TemporaryFile("w+") as err:
+        km = KernelManager(kernel_name="python3", config=config)
+        km.start_kernel(stderr=err)
+        try:
+            kc = km.client()
+            kc.start_channels()
+            kc.wait_for_ready(timeout=120)
+            reply = kc.execute_interactive("1 + 1", timeout=60)
+            assert reply["content"]["status"] == "ok"
+            kc.stop_channels()
+        finally:
+            km.shutdown_kernel(now=True)
+        err.seek(0)
+        return err.read()
+
+
+def test_workbook_kernels_are_encrypted_so_no_tcp_warning_is_printed() -> None:
+    from traitlets.config import Config
+
+    from mrcnn_lite.workbook import kernel_manager_config
+
+    warning = "Kernel is running over TCP without encryption"
+    assert warning in _kernel_stderr(Config())  # the default: plain TCP, and ipykernel says so
+    assert warning not in _kernel_stderr(kernel_manager_config())  # CurveZMQ keys provisioned
