@@ -116,6 +116,20 @@ def test_paste_masks_legacy_equals_torchvision() -> None:
     assert ((theirs[differ] - 0.5).abs() < 1e-5).all()  # only rounding ties at the threshold
 
 
+def test_paste_masks_under_autocast_equals_float32() -> None:
+    """Inference under CPU autocast (bfloat16) pastes in float32: the same masks, bit for bit, as without
+    autocast (before, the matrix products ran in bfloat16 and wrote into a float32 buffer: an error)."""
+    gen = torch.Generator().manual_seed(7)
+    height, width, d = 90, 120, 9
+    masks, boxes = blob_masks(gen, d), random_detections(gen, d, height, width)
+    want = paste_masks(masks, boxes, (height, width), threshold=None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = paste_masks(masks, boxes, (height, width), threshold=None)
+        binary = paste_masks(masks, boxes, (height, width))
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    assert torch.equal(binary, want > 0.5)
+
+
 def test_paste_masks_equals_grid_sample_reference() -> None:
     """Continuous convention, one detection at a time with ``F.grid_sample`` (detectron2's
     ``_do_paste_mask``): pixel centre x + 0.5 maps to the normalised mask coordinate

@@ -151,6 +151,13 @@ def paste_masks(
     ``_CHUNK_PIXELS`` image pixels into one reused buffer, because allocating a float ``[D, H, W]`` costs more
     than computing it (100 detections in 800×1333: 426 MB).
     """
+    with torch.autocast(masks.device.type, enabled=False):  # float32 geometry, also under amp inference
+        return _paste_masks(masks, boxes, image_size, threshold, legacy)
+
+
+def _paste_masks(
+    masks: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float | None, legacy: bool
+) -> Tensor:
     height, width = image_size
     d, m = masks.shape[0], masks.shape[-1]
     boxes = boxes.float()
