@@ -411,3 +411,32 @@ def test_grayscale_and_rgba_become_rgb(tmp_path: Path, mode: str) -> None:
     reference = np.asarray(Image.open(path).convert("RGB"))
     assert image.shape == (3, 40, 50)
     np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), reference)
+
+
+def test_every_kind_of_degenerate_annotation_is_skipped_and_counted(tmp_path: Path) -> None:
+    """The hand-written file of tests/data/degenerate_gt (each annotation's "note" says what is wrong):
+    training skips exactly the unusable ones, with one warning that counts them by reason (a wrong
+    segmentation type, a NaN box or an RLE of the wrong size used to be fatal)."""
+    src = Path(__file__).parent / "data" / "degenerate_gt" / "instances_val2017.json"
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_val2017.json").write_text(src.read_text())
+    (tmp_path / "val2017").mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGB", (50, 40)).save(tmp_path / "val2017" / name)
+    with pytest.warns(DegenerateAnnotationWarning) as record:
+        ds = CocoDetection(tmp_path, train=True)
+    assert [str(w.message) for w in record] == [
+        "instances_val2017.json: skipped 11 degenerate annotations (3 polygons with <3 points, 1 polygon "
+        "with an odd number of coordinates, 1 zero-area box, 1 box with a negative width or height, 1 empty "
+        "RLE, 1 box that is not 4 finite numbers, 1 segmentation that is neither polygons nor RLE, 1 RLE of "
+        "another size than its image, 1 area that is not a finite number); dropped 1 polygon pieces with <3 "
+        "points from kept annotations"
+    ]
+    kept = {i: [a["id"] for a in ds._instances.get(i, [])] for i in ds.ids}
+    assert kept == {1: [1, 2], 2: [3], 3: [15, 17, 18]} and ds._crowds == {2: [ds.coco.anns[16]]}
+    with pytest.warns(DegenerateAnnotationWarning, match="annotation 15 of image 3 decodes to an empty mask"):
+        _, target = ds[2]  # the sliver is only found empty when rasterised
+    assert target["labels"].tolist() == [2, 1]
+    expected = np.zeros((40, 50), np.uint8)
+    expected[20:30, 5:15] = 1  # 17 without its 2-point first piece (pycocotools would read it as a box)
+    np.testing.assert_array_equal(target["masks"][0].numpy(), expected)

@@ -1,14 +1,22 @@
-"""The Table 2 reproduction path: the grid's definitions, and a smoke run through papermill end to end."""
+"""The Table 2 reproduction path: the grid's definitions, a smoke run through papermill end to end, and the
+runner under faults (a SIGKILL in the middle of a run, damaged records) against that uninterrupted run."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 
+from mrcnn_lite.ablations import runner
 from mrcnn_lite.ablations.grid import (
     CLAIMS,
     GRID_PRESETS,
@@ -21,7 +29,16 @@ from mrcnn_lite.ablations.grid import (
     run_overrides,
     select,
 )
-from mrcnn_lite.ablations.runner import finished, run_grid, run_one, run_params, save_weights, sha256
+from mrcnn_lite.ablations.runner import (
+    GridResult,
+    finished,
+    read_record,
+    run_grid,
+    run_one,
+    run_params,
+    save_weights,
+    sha256,
+)
 from mrcnn_lite.config import ConfigError, ModelConfig, TrainConfig, get_config, rescale_schedule
 from mrcnn_lite.engine.checkpoint import read_checkpoint
 
@@ -178,13 +195,31 @@ def test_a_run_is_finished_when_its_recorded_config_is_what_its_parameters_resol
     assert not finished(run_dir, params)
 
 
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_RUNS = ("c5_roipool", "c5_roialign")  # Table 2d: the smallest sub-table (two runs), in the grid's order
+SMOKE_TABLES = ("table2_smoke.csv", "table2_smoke_claims.csv")
+GRID_TIMEOUT = 600  # seconds for one smoke grid command (about 1 min on 2 idle cores)
+
+
+@pytest.fixture(scope="module")
+def smoke_2d(shapes_small: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GridResult]:
+    """Table 2d x one seed with the smoke schedule, run straight through once for the module (two kernels
+    at once): ``(root, result)`` with ``runs/``, ``results/`` and ``figures/`` under ``root``."""
+    root = tmp_path_factory.mktemp("smoke_2d")
+    res = run_grid(
+        ["2d"], seeds=1, preset="smoke", progress=False, jobs=2, out=root / "runs", results=root / "results",
+        figures=root / "figures", overrides=[f"data.root={shapes_small}"],
+    )  # fmt: skip
+    return root, res
+
+
 @pytest.mark.slow
-def test_smoke_grid_through_papermill(shapes_small: Path, tmp_path: Path) -> None:
+def test_smoke_grid_through_papermill(shapes_small: Path, smoke_2d: tuple[Path, GridResult]) -> None:
     """Two rows (Table 2d) x one seed with the smoke schedule: trunk, papermill runs, assembled table;
     a second call skips everything."""
-    out, results, figures = tmp_path / "runs", tmp_path / "results", tmp_path / "figures"
+    root, res = smoke_2d
+    out, results, figures = root / "runs", root / "results", root / "figures"
     kwargs = dict(out=out, results=results, figures=figures, overrides=[f"data.root={shapes_small}"])
-    res = run_grid(["2d"], seeds=1, preset="smoke", progress=False, jobs=2, **kwargs)  # two kernels at once
     assert res.statuses == {("c5_roipool", 0): "done", ("c5_roialign", 0): "done"}
 
     assert list(res.trunks) == ["resnet18"]  # 2d needs no ResNet-34 trunk
@@ -210,7 +245,7 @@ def test_smoke_grid_through_papermill(shapes_small: Path, tmp_path: Path) -> Non
 
     md = (results / "table2_smoke.md").read_text()
     assert "RoIAlign" in md and "RoIPool" in md and "2(d)" in md
-    assert "grid wall time: " in md and "trunk" in md and str(tmp_path) not in md.split("runs: ")[0]
+    assert "grid wall time: " in md and "trunk" in md and str(root) not in md.split("runs: ")[0]
     csv_text = (results / "table2_smoke.csv").read_text()
     assert "c5_roialign" in csv_text and "c5_roipool" in csv_text
     assert (figures / "table2_smoke.png").stat().st_size > 1000
@@ -270,3 +305,151 @@ def test_best_mask_iou_per_object_by_hand() -> None:
     ious = _best_ious(coco, results, score_thresh=0.85)
     assert ious == {1: pytest.approx(12 / 20), 2: 0.0}
     assert _best_ious(coco, results, score_thresh=0.1) == {1: pytest.approx(1.0), 2: pytest.approx(1.0)}
+
+
+# ---------------------------------------------------------------- the runner under faults
+
+
+def grid_command(root: Path, data: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "mrcnn_lite", "table2", "--preset", "smoke", "--rows", "d", "--seeds", "1",
+        "--jobs", "2", "--quiet", "--out", str(root / "runs"), "--results", str(root / "results"),
+        "--figures", str(root / "figures"), "--set", f"data.root={data}",
+    ]  # fmt: skip
+
+
+def run_grid_command(root: Path, data: Path) -> str:
+    proc = subprocess.run(
+        grid_command(root, data), cwd=REPO, capture_output=True, text=True, timeout=GRID_TIMEOUT, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def table_body(md: Path) -> str:
+    """The markdown table without its header (wall time, paths and date differ from run to run)."""
+    text = md.read_text()
+    return text[text.index("\n## ") :]
+
+
+def assert_same_grid(got: Path, ref: Path) -> None:
+    """Same tables (byte for byte), same metrics and same trained weights in every run."""
+    for name in SMOKE_TABLES:
+        assert (got / "results" / name).read_bytes() == (ref / "results" / name).read_bytes(), name
+    assert table_body(got / "results" / "table2_smoke.md") == table_body(ref / "results" / "table2_smoke.md")
+    for run in SMOKE_RUNS:
+        mine, theirs = (root / "runs" / run / "seed0" for root in (got, ref))
+        a, b = read_record(mine / "metrics.json"), read_record(theirs / "metrics.json")
+        assert a is not None and b is not None, run
+        for key in ("bbox", "segm", "iterations", "val_images"):
+            assert a[key] == b[key], (run, key)
+        assert a["params"]["TRUNK_SHA256"] == b["params"]["TRUNK_SHA256"]
+        # the AP of 4 iterations is 0 on both sides: the weights are what tells two trainings apart
+        wa, wb = (read_checkpoint(d / "model_final.pth")["model"] for d in (mine, theirs))
+        assert wa.keys() == wb.keys()
+        for name in wa:
+            torch.testing.assert_close(wa[name], wb[name], rtol=0, atol=0, msg=f"{run}: {name}")
+
+
+def kill_everything(proc: subprocess.Popen) -> None:
+    """SIGKILL the runner's process group and every process under it (papermill's kernels run in sessions
+    of their own), as a power cut or the OOM killer would: frozen first, so nothing new starts meanwhile."""
+    psutil = pytest.importorskip("psutil")  # installed with ipykernel
+    os.killpg(proc.pid, signal.SIGSTOP)
+    family = psutil.Process(proc.pid).children(recursive=True)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=30)
+    psutil.wait_procs(family, timeout=30)
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_a_run_then_the_same_command_gives_the_uninterrupted_grid(
+    smoke_2d: tuple[Path, GridResult], shapes_small: Path, tmp_path: Path
+) -> None:
+    """``python -m mrcnn_lite table2`` killed (SIGKILL, runner and kernels) while the first run trains, then
+    run again: the same tables byte for byte, the same metrics and the same weights as straight through."""
+    uninterrupted = smoke_2d[0]
+    # the trunk is done (a copy of the reference's, same bytes): the kill lands in the runs
+    shutil.copytree(uninterrupted / "runs" / "_trunk", tmp_path / "runs" / "_trunk")
+    first = tmp_path / "runs" / SMOKE_RUNS[0] / "seed0"
+    with (tmp_path / "killed.log").open("w") as log:
+        proc = subprocess.Popen(
+            grid_command(tmp_path, shapes_small), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + GRID_TIMEOUT
+        try:  # kill once the first run has written its mid-training checkpoint (iteration 2 of 4)
+            while not (first / "model_0000002.pth").exists():
+                assert proc.poll() is None, (tmp_path / "killed.log").read_text()
+                assert time.monotonic() < deadline, "the first run never checkpointed"
+                time.sleep(0.02)
+        finally:
+            kill_everything(proc)
+    assert proc.returncode == -signal.SIGKILL
+    # killed in the middle of training (a checkpoint, no final weights, no metrics), before any table;
+    # the second run (started 8 s after the first: two kernels at once) is normally unfinished too
+    assert not (first / "model_final.pth").exists() and not (first / "metrics.json").exists()
+    assert not (tmp_path / "results" / SMOKE_TABLES[0]).exists()
+    unfinished = [r for r in SMOKE_RUNS if not (tmp_path / "runs" / r / "seed0" / "metrics.json").exists()]
+
+    out = run_grid_command(tmp_path, shapes_small)  # the same command again
+    assert f"runs: {len(unfinished)} trained, {2 - len(unfinished)} already done, 0 failed" in out, out
+    assert_same_grid(tmp_path, uninterrupted)
+
+
+@pytest.mark.slow
+def test_damaged_records_are_redone_and_the_table_is_the_uninterrupted_one(
+    smoke_2d: tuple[Path, GridResult], shapes_small: Path, tmp_path: Path
+) -> None:
+    """A run's metrics.json cut short makes that run redo (the other is skipped); a trunk.json cut short
+    makes the trunk be recomputed (from its final checkpoint: same weights, so no run is invalidated)."""
+    uninterrupted, root = smoke_2d[0], tmp_path / "grid"
+    shutil.copytree(uninterrupted, root)
+    shutil.rmtree(root / "results")
+    damaged = root / "runs" / SMOKE_RUNS[1] / "seed0" / "metrics.json"
+    kept = root / "runs" / SMOKE_RUNS[0] / "seed0" / "metrics.json"
+    for path in (damaged, root / "runs" / "_trunk" / "trunk.json"):
+        text = path.read_text()
+        path.write_text(text[: len(text) // 2])
+    kept_mtime = kept.stat().st_mtime_ns
+
+    out = run_grid_command(root, shapes_small)
+    assert "runs: 1 trained, 1 already done, 0 failed" in out, out
+    assert kept.stat().st_mtime_ns == kept_mtime  # the intact run was not touched
+    assert read_record(root / "runs" / "_trunk" / "trunk.json") is not None
+    assert_same_grid(root, uninterrupted)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"params": {"RUN": "c5_roi', b"", b"\xff\xfe\x00garbage", b"[1, 2]", b"null"],
+    ids=["truncated", "empty", "not-utf8", "a-list", "null"],
+)
+def test_a_damaged_metrics_file_is_no_record_and_does_not_outlive_a_failed_redo(
+    tmp_path: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any damaged metrics.json means "not finished" (never an exception that would stop the grid); when the
+    redo then fails, the damaged file is gone (the report reads every metrics.json) and error.json stays."""
+    params = {
+        "RUN": "c5_roialign", "PRESET": "classroom_c5", "OVERRIDES": [], "SEED": 0, "MAX_ITER": 2,
+        "MAX_VAL_IMAGES": 2, "GRID_PRESET": "smoke", "TRUNK_SHA256": None,
+    }  # fmt: skip
+    monkeypatch.setattr(runner, "KERNEL_START_GAP", 0.0)  # no kernel starts here: no need to space them
+    run_dir = tmp_path / "c5_roialign" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_bytes(content)
+    assert read_record(run_dir / "metrics.json") is None
+    assert not finished(run_dir, params)
+    assert run_one(params, run_dir, kernel="no-such-kernel") == "failed"  # fails fast: no kernel starts
+    assert not (run_dir / "metrics.json").exists()
+    error = json.loads((run_dir / "error.json").read_text())
+    assert error["run"] == "c5_roialign" and "no-such-kernel" in error["error"]
+
+    from mrcnn_lite.ablations.report import load_failures, load_runs
+
+    assert load_runs(tmp_path) == {} and [f["run"] for f in load_failures(tmp_path)] == ["c5_roialign"]

@@ -33,7 +33,7 @@ from typing import Any
 
 from mrcnn_lite.ablations.grid import FPN_OVERRIDES, GRID_PRESETS, GridPreset, Run, run_overrides, select
 from mrcnn_lite.atomic import atomic_path, write_json
-from mrcnn_lite.workbook import repo_root
+from mrcnn_lite.workbook import kernel_manager_config, repo_root
 
 TEMPLATE = Path("notebooks") / "experiments" / "ablation_run.ipynb"
 TRUNK_PRESET = "classroom_fpn"
@@ -59,6 +59,17 @@ def _log(out: Path, **entry: Any) -> None:
     entry["end"] = time.time()
     with (out / "log.jsonl").open("a") as f:
         f.write(json.dumps(entry) + "\n")
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (``metrics.json``, ``trunk.json``), or None when the file is missing,
+    unreadable, cut short, not UTF-8 or not a JSON object: a damaged record counts as no record, so what it
+    recorded is redone instead of the grid stopping on it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: json.JSONDecodeError and UnicodeDecodeError
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def trunk_folder(out: Path, backbone: str) -> Path:
@@ -91,8 +102,8 @@ def shared_trunk(
     cfg = notebook_config(TRUNK_PRESET, overrides, grid.trunk_iters, seed=TRUNK_SEED, checkpoints=4)
     info_path, weights = folder / "trunk.json", folder / "trunk.pth"
     config = json.loads(json.dumps(to_dict(cfg)))
-    if info_path.is_file() and weights.is_file():
-        info = json.loads(info_path.read_text())
+    info = read_record(info_path)  # a damaged trunk.json counts as none: the trunk is trained (resumed) again
+    if info is not None and weights.is_file():
         if info.get("config") == config and info.get("sha256") == sha256(weights):
             return info
     tic = time.perf_counter()
@@ -161,12 +172,8 @@ def finished(run_dir: Path, params: dict[str, Any]) -> bool:
     what the preset already has, the trunk at another path with the same checksum) keep it valid. A
     ``metrics.json`` without a recorded config needs the very same parameters. Config fields added after a
     run was recorded count as their defaults (:func:`_with_new_fields`)."""
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return False
-    try:
-        recorded = json.loads(path.read_text())
-    except json.JSONDecodeError:
+    recorded = read_record(run_dir / "metrics.json")
+    if recorded is None:  # none, or cut short / corrupted (e.g. by a crash): the run is redone
         return False
     wanted = json.loads(json.dumps(params))
     had = recorded.get("params")
@@ -222,12 +229,15 @@ def run_one(
         return "skipped"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.json").unlink(missing_ok=True)
+    if read_record(run_dir / "metrics.json") is None:  # a damaged one must not outlive a failed redo (the
+        (run_dir / "metrics.json").unlink(missing_ok=True)  # report reads every metrics.json it finds)
     try:
         _stagger()
         papermill.execute_notebook(
             str(repo_root() / TEMPLATE), str(run_dir / "run.ipynb"),
             parameters={**params, "RUN_DIR": str(run_dir.resolve()), "THREADS": threads}, kernel_name=kernel,
             progress_bar=False, log_output=False,  # no cwd: papermill's chdir is process-wide, not per thread
+            config=kernel_manager_config(),  # encrypted kernel channels: no "TCP without encryption" alarm
         )  # fmt: skip
         if not finished(run_dir, params):
             raise RuntimeError(f"{run_dir / 'run.ipynb'} ran but wrote no matching metrics.json")

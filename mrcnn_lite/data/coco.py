@@ -9,10 +9,15 @@ trains on exactly these: a class, a box and an m x m mask target per RoI.
 Design:
 
 - **Validation happens once, at construction**, on the parsed JSON: required
-  fields, known categories and images, and degenerate annotations (box with
-  zero width or height, polygons with fewer than 3 points, RLE with no
-  foreground pixel, stated area <= 0). Degenerate ones are skipped and reported
-  in a single ``DegenerateAnnotationWarning`` per dataset. No polygon is
+  fields (:func:`validate_coco`: a ``CocoFormatError`` naming the file, the
+  field and the annotation), known categories and images, and degenerate
+  annotations (:func:`check_annotation`: a box with zero or negative width or
+  height or NaN, polygons with fewer than 3 points or an odd number of
+  coordinates, an RLE with no foreground pixel or of the wrong size, a
+  segmentation of another type, stated area <= 0 or not a number). Degenerate
+  ones are skipped and reported in a single ``DegenerateAnnotationWarning`` per
+  dataset. Evaluation keeps them as ignore regions instead
+  (:mod:`mrcnn_lite.evaluation.coco_eval`). No polygon is
   rasterised here, so construction stays fast on train2017 (860k annotations).
   The one check that needs rasterising, a polygon that covers no pixel, happens
   at ``__getitem__``, which drops such a mask with its own warning.
@@ -30,19 +35,20 @@ import io
 import json
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from mrcnn_lite.data.masks import area as segm_area
-from mrcnn_lite.data.masks import decode
+from mrcnn_lite.data.masks import decode, is_number, rle_runs, usable_polygons
 
 REQUIRED_TOP = ("images", "annotations", "categories")
 REQUIRED_IMAGE = ("id", "file_name", "height", "width")
@@ -56,6 +62,120 @@ class CocoFormatError(ValueError):
 
 class DegenerateAnnotationWarning(UserWarning):
     """Some annotations could not become training targets and were skipped."""
+
+
+class CocoGroundTruth(COCO):
+    """pycocotools' ``COCO`` over an already parsed instances JSON, without its prints, that remembers the
+    file it came from (``ann_file``) so that messages about it can name it."""
+
+    def __init__(self, dataset: dict, ann_file: str | Path | None = None) -> None:
+        super().__init__()
+        self.ann_file = Path(ann_file) if ann_file is not None else None
+        self.dataset = dataset
+        with contextlib.redirect_stdout(io.StringIO()):  # "creating index..."
+            self.createIndex()
+
+
+def read_ground_truth(ann_file: str | Path, **fields: Sequence[str]) -> CocoGroundTruth:
+    """Parse and validate (:func:`validate_coco`, which ``fields`` are passed to) an instances JSON;
+    ``CocoFormatError`` names the file."""
+    path = Path(ann_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO ground truth not found: {path}")
+    dataset = _load_json(path, path.parent.parent)
+    validate_coco(dataset, path, **fields)
+    return CocoGroundTruth(dataset, path)
+
+
+#: the plural of each reason :func:`check_annotation` gives, for the warnings' counts
+REASONS = {
+    "box that is not 4 finite numbers": "boxes that are not 4 finite numbers",
+    "box with a negative width or height": "boxes with a negative width or height",
+    "zero-area box": "zero-area boxes",
+    "annotation without a segmentation": "annotations without a segmentation",
+    "segmentation that is neither polygons nor RLE": "segmentations that are neither polygons nor RLE",
+    "polygon with a coordinate that is not a finite number": (
+        "polygons with a coordinate that is not a finite number"
+    ),
+    "polygon with an odd number of coordinates": "polygons with an odd number of coordinates",
+    "polygon with <3 points": "polygons with <3 points",
+    "polygon that covers no pixel": "polygons that cover no pixel",
+    "empty mask": "empty masks",
+    "RLE of another size than its image": "RLEs of another size than their image",
+    "RLE that cannot be decoded": "RLEs that cannot be decoded",
+    "empty RLE": "empty RLEs",
+    "area that is not a finite number": "areas that are not a finite number",
+}
+
+
+def count_reasons(counts: Counter[str]) -> str:
+    """``Counter({"zero-area box": 1, "polygon with <3 points": 3})`` -> "3 polygons with <3 points, 1
+    zero-area box" (most frequent first)."""
+    return ", ".join(f"{n} {why if n == 1 else REASONS.get(why, why)}" for why, n in counts.most_common())
+
+
+@dataclass(frozen=True)
+class AnnotationCheck:
+    """What :func:`check_annotation` found: why the box, the segmentation and the stated area are
+    unusable (None: usable), the usable segmentation (polygons without their pieces of < 3 points, or the
+    RLE; None when unusable) and how many pieces were dropped."""
+
+    box: str | None
+    segm: str | None
+    area: str | None
+    segmentation: list[list[float]] | dict[str, Any] | None
+    dropped_pieces: int = 0
+
+
+def check_annotation(ann: dict, img: dict, rasterise: bool = True) -> AnnotationCheck:
+    """Judge an annotation's box, segmentation and area on their own (each as a short reason or None).
+
+    The box must be 4 finite numbers with a positive width and height. Polygons go through
+    :func:`~mrcnn_lite.data.masks.usable_polygons` and, with ``rasterise``, must cover at least one pixel
+    (training skips rasterising here: train2017 has 860k annotations). An RLE must have its image's size,
+    run lengths that cover exactly height x width pixels and at least one foreground pixel. The area must
+    be a finite number. Fields are assumed present (:func:`validate_coco`), except ``segmentation``.
+    """
+    h, w = img["height"], img["width"]
+    box = ann["bbox"]
+    if not (isinstance(box, list) and len(box) == 4 and all(is_number(v) for v in box)):
+        box_problem: str | None = "box that is not 4 finite numbers"
+    elif box[2] < 0 or box[3] < 0:
+        box_problem = "box with a negative width or height"
+    elif box[2] == 0 or box[3] == 0:
+        box_problem = "zero-area box"
+    else:
+        box_problem = None
+    area_problem = None if is_number(ann["area"]) else "area that is not a finite number"
+
+    segm, segm_problem, dropped = ann.get("segmentation"), None, 0
+    if "segmentation" not in ann:
+        segm_problem = "annotation without a segmentation"
+    elif isinstance(segm, list):
+        segm_problem, pieces, dropped = usable_polygons(segm)
+        segm = pieces
+        if segm_problem is None and rasterise:
+            if mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(pieces, h, w))) == 0:
+                segm_problem = "polygon that covers no pixel"
+    elif isinstance(segm, dict) and "counts" in segm and "size" in segm:
+        size = segm["size"]
+        if not (isinstance(size, (list, tuple)) and len(size) == 2):
+            segm_problem = "RLE that cannot be decoded"
+        elif list(size) != [h, w]:
+            segm_problem = "RLE of another size than its image"
+        else:
+            try:
+                runs = rle_runs(segm)
+            except ValueError:
+                runs = None
+            if runs is None or sum(runs) != h * w:
+                segm_problem = "RLE that cannot be decoded"
+            elif sum(runs[1::2]) == 0:
+                segm_problem = "empty RLE"
+    else:
+        segm_problem = "segmentation that is neither polygons nor RLE"
+    usable = None if segm_problem else segm
+    return AnnotationCheck(box_problem, segm_problem, area_problem, usable, 0 if segm_problem else dropped)
 
 
 class CocoDetection(Dataset):
@@ -86,11 +206,8 @@ class CocoDetection(Dataset):
         self.image_dir = Path(image_dir) if image_dir is not None else self.root / split
 
         dataset = _load_json(self.ann_file, self.root)
-        _check_fields(dataset, self.ann_file)
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints "creating index..."
-            self.coco = COCO()
-            self.coco.dataset = dataset
-            self.coco.createIndex()
+        validate_coco(dataset, self.ann_file)
+        self.coco = CocoGroundTruth(dataset, self.ann_file)
 
         self.cat_ids: list[int] = sorted(self.coco.cats)
         self.cat_id_to_label: dict[int, int] = {c: i + 1 for i, c in enumerate(self.cat_ids)}
@@ -114,31 +231,20 @@ class CocoDetection(Dataset):
         skipped: Counter[str] = Counter()
         dropped_pieces = 0
         for ann in anns:
-            img = self.coco.imgs.get(ann["image_id"])
-            if img is None:
-                raise CocoFormatError(
-                    f"{self.ann_file}: annotation {ann['id']} refers to image id {ann['image_id']}, "
-                    "which is not in 'images'"
-                )
-            if ann["category_id"] not in self.cat_id_to_label:
-                raise CocoFormatError(
-                    f"{self.ann_file}: annotation {ann['id']} has category id {ann['category_id']}, "
-                    "which is not in 'categories'"
-                )
-            segm = ann["segmentation"]
-            if isinstance(segm, list):  # masks.decode drops pieces with < 3 points (as Detectron2 does)
-                segm = [p for p in segm if len(p) >= 6]
-            problem = self._degenerate(ann, segm, img)
+            img = self.coco.imgs[ann["image_id"]]  # validate_coco checked the references
+            check = check_annotation(ann, img, rasterise=False)
+            problem = check.box or check.segm or check.area
+            if problem is None and isinstance(check.segmentation, list) and ann["area"] <= 0:
+                problem = "empty mask"  # a polygon's stated area, instead of rasterising it
             if problem:
                 skipped[problem] += 1
                 continue
-            if isinstance(segm, list) and len(segm) < len(ann["segmentation"]):
-                dropped_pieces += len(ann["segmentation"]) - len(segm)
+            dropped_pieces += check.dropped_pieces
             group = crowds if ann.get("iscrowd", 0) else instances
             group.setdefault(ann["image_id"], []).append(ann)
         news = []
         if skipped:
-            parts = ", ".join(f"{n} {why}" for why, n in skipped.items())
+            parts = count_reasons(skipped)
             news.append(f"skipped {sum(skipped.values())} degenerate annotations ({parts})")
         if dropped_pieces:
             news.append(f"dropped {dropped_pieces} polygon pieces with <3 points from kept annotations")
@@ -147,31 +253,6 @@ class CocoDetection(Dataset):
                 f"{self.ann_file.name}: {'; '.join(news)}", DegenerateAnnotationWarning, stacklevel=3
             )
         return instances, crowds
-
-    def _degenerate(self, ann: dict, segm: Any, img: dict) -> str | None:
-        """Why ``ann`` cannot be a target (a short label for the warning), or None if it is usable."""
-        bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            raise CocoFormatError(
-                f"{self.ann_file}: annotation {ann['id']} has bbox {bbox!r}, expected [x, y, w, h]"
-            )
-        if bbox[2] <= 0 or bbox[3] <= 0:
-            return "zero-area box"
-        if isinstance(segm, list):
-            if not segm:
-                return "polygon with <3 points"
-            return "empty mask" if ann["area"] <= 0 else None
-        if not (isinstance(segm, dict) and "counts" in segm and "size" in segm):
-            raise CocoFormatError(
-                f"{self.ann_file}: annotation {ann['id']} has a segmentation that is neither polygons "
-                "nor RLE ({'counts': ..., 'size': [h, w]})"
-            )
-        if list(segm["size"]) != [img["height"], img["width"]]:
-            raise CocoFormatError(
-                f"{self.ann_file}: annotation {ann['id']} has RLE size {segm['size']}, but image "
-                f"{img['id']} is {[img['height'], img['width']]}"
-            )
-        return "empty RLE" if segm_area(segm, img["height"], img["width"]) == 0 else None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -285,8 +366,17 @@ def _how_to_get(root: Path) -> str:
     )
 
 
-def _check_fields(dataset: Any, path: Path) -> None:
-    """Fail early, naming the file and the field, when the JSON lacks what the dataset reads."""
+def validate_coco(
+    dataset: Any,
+    path: str | Path,
+    image_fields: Sequence[str] = REQUIRED_IMAGE,
+    category_fields: Sequence[str] = REQUIRED_CATEGORY,
+    annotation_fields: Sequence[str] = REQUIRED_ANN,
+) -> None:
+    """Fail early, with a ``CocoFormatError`` naming the file, the field and the entry, on what no reader of
+    the file can work around: a missing field, an image size that is not a positive integer, an annotation
+    whose image or category is not listed. (Unusable geometry is not an error: see
+    :func:`check_annotation`.)"""
     if not isinstance(dataset, dict):
         raise CocoFormatError(
             f"{path}: expected a JSON object at the top level, got {type(dataset).__name__}"
@@ -295,9 +385,9 @@ def _check_fields(dataset: Any, path: Path) -> None:
         if not isinstance(dataset.get(key), list):
             raise CocoFormatError(f"{path}: missing required top-level field '{key}' (a list)")
     for key, fields in (
-        ("images", REQUIRED_IMAGE),
-        ("categories", REQUIRED_CATEGORY),
-        ("annotations", REQUIRED_ANN),
+        ("images", image_fields),
+        ("categories", category_fields),
+        ("annotations", annotation_fields),
     ):
         for i, entry in enumerate(dataset[key]):
             if not isinstance(entry, dict):
@@ -306,3 +396,28 @@ def _check_fields(dataset: Any, path: Path) -> None:
             if missing:
                 name = f"id {entry['id']}" if "id" in entry else f"index {i}"
                 raise CocoFormatError(f"{path}: {key} entry {name} is missing required field '{missing[0]}'")
+    for img in dataset["images"]:
+        for field in ("height", "width"):
+            value = img[field]
+            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise CocoFormatError(
+                    f"{path}: image {img['id']} has {field} {value!r}, expected a positive integer"
+                )
+    image_ids = {_key(img["id"]) for img in dataset["images"]}
+    category_ids = {_key(cat["id"]) for cat in dataset["categories"]}
+    for ann in dataset["annotations"]:
+        if _key(ann["image_id"]) not in image_ids:
+            raise CocoFormatError(
+                f"{path}: annotation {ann['id']} refers to image id {ann['image_id']!r}, "
+                "which is not in 'images'"
+            )
+        if _key(ann["category_id"]) not in category_ids:
+            raise CocoFormatError(
+                f"{path}: annotation {ann['id']} has category id {ann['category_id']!r}, "
+                "which is not in 'categories'"
+            )
+
+
+def _key(value: Any) -> Any:
+    """An id as a set member (an unhashable one, e.g. a list, matches nothing)."""
+    return value if isinstance(value, (int, str, float)) else object()

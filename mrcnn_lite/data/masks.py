@@ -9,6 +9,7 @@ pycocotools so that our masks, areas and boxes agree with the COCO evaluator's.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,84 @@ def to_rle(segm: Segmentation, height: int, width: int) -> dict[str, Any]:
     if isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
         return segm
     raise ValueError(f"segmentation must be a polygon list or an RLE dict, got {type(segm).__name__}")
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not NaN or infinity): what a coordinate, box or area must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def are_numbers(values: list) -> bool:
+    """Every item is a finite int or float (fast on long lists: no Python loop over the items)."""
+    if not set(map(type, values)) <= {int, float}:
+        return False
+    try:
+        return math.isfinite(sum(values))  # NaN and infinities propagate through the sum
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def usable_polygons(segm: list) -> tuple[str | None, list[list[float]], int]:
+    """Check a polygon segmentation: ``(problem, usable pieces, pieces dropped)``; ``problem`` is None when
+    the pieces can be rasterised.
+
+    Pieces with fewer than 3 points (< 6 numbers) are dropped, as :func:`to_rle` and Detectron2 do (they
+    cover no area, and pycocotools reads a first piece of 4 numbers as a box); if none is left the problem
+    is "polygon with <3 points". A piece that is not a list of finite numbers, or has an odd number of
+    them, makes the whole segmentation unusable (which coordinate is missing cannot be known).
+    """
+    pieces, dropped = [], 0
+    for piece in segm:
+        if not isinstance(piece, list) or not are_numbers(piece):
+            return "polygon with a coordinate that is not a finite number", [], 0
+        if len(piece) < 6:
+            dropped += 1
+        elif len(piece) % 2:
+            return "polygon with an odd number of coordinates", [], 0
+        else:
+            pieces.append(piece)
+    if not pieces:
+        return "polygon with <3 points", [], 0
+    return None, pieces, dropped
+
+
+def rle_runs(segm: dict[str, Any]) -> list[int]:
+    """The run lengths of an RLE (uncompressed ``counts`` list, or COCO's compressed string, decoded as
+    pycocotools' ``rleFrString`` does), without trusting them: raises ``ValueError`` for counts that are
+    not non-negative integers. Their sum should be height x width (pycocotools does not check it, and its
+    decoder writes past the mask when it is larger)."""
+    counts = segm["counts"]
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise ValueError("RLE counts must be non-negative integers")
+        return list(counts)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")  # UnicodeEncodeError is a ValueError
+    if not isinstance(counts, bytes):
+        raise ValueError(f"RLE counts must be a list or a string, got {type(counts).__name__}")
+    c = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return []
+    if c.min() < 0 or c.max() >= 64:
+        raise ValueError("RLE counts hold a character outside '0'..'o'")
+    ends = np.flatnonzero((c & 0x20) == 0)  # the last character of each number
+    if ends.size == 0 or ends[-1] != c.size - 1:
+        raise ValueError("RLE counts end in the middle of a number")
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if lengths.max() > 12:  # 60 bits: more is no run length pycocotools writes
+        raise ValueError("RLE counts hold a number too large")
+    k = np.arange(c.size) - np.repeat(starts, lengths)  # each character's place in its number
+    x = np.add.reduceat((c & 0x1F) << (5 * k), starts)
+    negative = (c[ends] & 0x10) != 0  # sign extension, as rleFrString does
+    x[negative] -= np.left_shift(1, 5 * lengths[negative])
+    # from the fourth number on, each is stored as the difference to the number two before it
+    runs = x.copy()
+    runs[1::2] = np.cumsum(x[1::2])
+    runs[2::2] = np.cumsum(x[2::2])
+    if (runs < 0).any():
+        raise ValueError("RLE counts decode to a negative run")
+    return runs.tolist()
 
 
 def decode(segm: Segmentation, height: int, width: int) -> np.ndarray:

@@ -36,7 +36,7 @@ from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.loader import build_dataloader
 from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.distributed import all_gather_object, get_rank, get_world_size, is_main_process
-from mrcnn_lite.evaluation.coco_eval import CocoStats, evaluate, to_coco_results
+from mrcnn_lite.evaluation.coco_eval import CocoStats, check_ground_truth, evaluate, to_coco_results
 from mrcnn_lite.modeling.mask_rcnn import MaskRCNN
 
 STAGES = ("data", "preprocess", "backbone", "rpn", "box_head", "mask_head", "mask_paste")
@@ -187,14 +187,21 @@ def evaluate_model(
 
     COCOeval scores the images of ``dataset.ids`` (the whole split, or the subset a caller kept, e.g.
     ``dataset.ids = dataset.ids[:50]`` for a quick check). In a process group the ranks share the
-    inference; rank 0 evaluates, the others get ``{"timing"}``."""
+    inference; rank 0 evaluates, the others get ``{"timing"}``.
+
+    The ground truth is checked before the first image is predicted
+    (:func:`~mrcnn_lite.evaluation.coco_eval.check_ground_truth`): a file that cannot be evaluated raises
+    ``CocoFormatError`` at once, and unusable annotations are reported (one warning per IoU type, on rank
+    0) and evaluated as ignore regions, instead of pycocotools failing after the whole inference."""
+    ids = list(dataset.ids)
+    iou_types = ["bbox"] + (["segm"] if model.roi_heads.mask_head is not None else [])
+    check = check_ground_truth(dataset.coco, ids)  # every rank: all fail together, none waits for the others
+    if is_main_process():
+        check.warn(iou_types)
     results, timing = predict_dataset(model, dataset, batch_size, progress and is_main_process())
     if not is_main_process():
         return {"timing": timing}
-    ids = list(dataset.ids)
-    out: dict[str, Any] = {"bbox": evaluate(dataset.coco, results, "bbox", ids)}
-    if model.roi_heads.mask_head is not None:
-        out["segm"] = evaluate(dataset.coco, results, "segm", ids)
+    out: dict[str, Any] = {t: evaluate(dataset.coco, results, t, ids, check) for t in iou_types}
     out["timing"] = timing
     return out
 
