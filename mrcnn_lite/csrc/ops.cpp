@@ -36,6 +36,22 @@ RoiParams pool_params(double spatial_scale, int64_t ph, int64_t pw) {
   return p;
 }
 
+}  // namespace
+
+void check_roi_values(const at::Tensor& rois, int64_t batch, const char* op) {
+  if (rois.size(0) == 0) return;
+  if (rois.is_cpu()) return check_roi_values_cpu(rois, batch, op);
+#ifdef MRCNN_LITE_WITH_CUDA
+  if (rois.is_cuda() && cuda_stream_capturing()) return;  // no sync while capturing: the kernels guard instead
+#endif
+  const at::Tensor b = rois.select(1, 0);
+  const at::Tensor bad = rois.isfinite().logical_not().any().logical_or(b.lt(0).any()).logical_or(
+      b.ge(static_cast<double>(batch)).any()).logical_or(b.ne(b.floor()).any());
+  if (bad.item<bool>()) check_roi_values_cpu(rois.cpu(), batch, op);  // the one sync; the message on failure
+}
+
+namespace {
+
 // One wrapper per (backend, op): unpack the schema arguments into RoiParams.
 template <bool Cuda>
 std::tuple<at::Tensor, at::Tensor> roi_align_fwd(const at::Tensor& input, const at::Tensor& rois,
@@ -44,6 +60,7 @@ std::tuple<at::Tensor, at::Tensor> roi_align_fwd(const at::Tensor& input, const 
                                                  bool quantize_box) {
   const RoiParams p = align_params(spatial_scale, ph, pw, sampling_ratio, aligned, max_mode, quantize_box);
   check_roi_args(input, rois, p, "mrcnn_lite::roi_align");
+  check_roi_values(rois, input.size(0), "mrcnn_lite::roi_align");
 #ifdef MRCNN_LITE_WITH_CUDA
   if (Cuda) return roi_forward_cuda(input, rois, p);
 #endif
@@ -56,6 +73,7 @@ at::Tensor roi_align_bwd(const at::Tensor& grad, const at::Tensor& rois, const a
                          int64_t height, int64_t width, int64_t sampling_ratio, bool aligned, bool max_mode,
                          bool quantize_box) {
   const RoiParams p = align_params(spatial_scale, ph, pw, sampling_ratio, aligned, max_mode, quantize_box);
+  check_roi_backward_args(grad, rois, argmax, p, batch, channels, height, width, "mrcnn_lite::roi_align_backward");
 #ifdef MRCNN_LITE_WITH_CUDA
   if (Cuda) return roi_backward_cuda(grad, rois, argmax, p, batch, channels, height, width);
 #endif
@@ -67,6 +85,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_fwd(const at::Tensor& input, const a
                                                 double spatial_scale, int64_t ph, int64_t pw) {
   const RoiParams p = pool_params(spatial_scale, ph, pw);
   check_roi_args(input, rois, p, "mrcnn_lite::roi_pool");
+  check_roi_values(rois, input.size(0), "mrcnn_lite::roi_pool");
 #ifdef MRCNN_LITE_WITH_CUDA
   if (Cuda) return roi_forward_cuda(input, rois, p);
 #endif
@@ -78,6 +97,7 @@ at::Tensor roi_pool_bwd(const at::Tensor& grad, const at::Tensor& rois, const at
                         double spatial_scale, int64_t ph, int64_t pw, int64_t batch, int64_t channels,
                         int64_t height, int64_t width) {
   const RoiParams p = pool_params(spatial_scale, ph, pw);
+  check_roi_backward_args(grad, rois, argmax, p, batch, channels, height, width, "mrcnn_lite::roi_pool_backward");
 #ifdef MRCNN_LITE_WITH_CUDA
   if (Cuda) return roi_backward_cuda(grad, rois, argmax, p, batch, channels, height, width);
 #endif

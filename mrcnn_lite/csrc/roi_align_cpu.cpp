@@ -16,6 +16,7 @@
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -139,14 +140,6 @@ inline void add_sample(T* acc, const S* f, const Tap<T>& ty, const Tap<T>& tx, i
   axpy(acc, f + (ty.hi * width + tx.hi) * c, ty.w_hi * tx.w_hi, c);
 }
 
-void check_batch_index(const at::Tensor& rois, int64_t batch) {
-  const at::Tensor b = rois.select(1, 0);
-  if (b.numel() == 0) return;
-  const double lo = b.min().item<double>(), hi = b.max().item<double>();
-  TORCH_CHECK(lo >= 0 && hi < static_cast<double>(batch), "mrcnn_lite: batch index out of range: rois[:, 0] ",
-              "must lie in [0, ", batch - 1, "], got min ", lo, ", max ", hi);
-}
-
 template <typename scalar_t>
 void forward_kernel(const scalar_t* in, const scalar_t* rois, scalar_t* out, int32_t* argmax, int64_t k_rois,
                     int64_t c, int64_t height, int64_t width, const RoiParams& p) {
@@ -194,7 +187,7 @@ void forward_kernel(const scalar_t* in, const scalar_t* rois, scalar_t* out, int
               std::fill(val.begin(), val.end(), T(0));
               add_sample(val.data(), f, r.y.taps[ty], r.x.taps[tx], width, c);
               for (int64_t ch = 0; ch < c; ++ch) {
-                const bool better = val[ch] > acc[ch];  // strict: the first maximum wins ties
+                const bool better = max_better(val[ch], acc[ch], arg[ch]);  // strict: first maximum wins ties
                 acc[ch] = better ? val[ch] : acc[ch];
                 arg[ch] = better ? s : arg[ch];
               }
@@ -246,17 +239,21 @@ void backward_kernel(const scalar_t* grad, const scalar_t* rois, const int32_t* 
           }
           // max: only the winning sample (recorded by the forward) receives the gradient.
           const int nx = x1 - x0;
+          const int32_t count = (y1 - y0) * nx;
           const int32_t* am = argmax + (k * c + c0) * bins;
           for (int64_t j = 0; j < nc; ++j) {
             const int32_t s = am[j * bins + bin];
             if (s < 0) continue;
+            TORCH_CHECK_VALUE(s < count, "roi_backward: argmax[", k, ", ", c0 + j, ", ", by, ", ", bx, "] = ", s,
+                              " is not a sample of its bin (", count, " samples); pass the forward's argmax");
             const Tap<T>& a = r.y.taps[y0 + s / nx];
             const Tap<T>& b = r.x.taps[x0 + s % nx];
             const T v = static_cast<T>(go[j * bins + bin]);
-            gi[(a.lo * width + b.lo) * c + j] += a.w_lo * b.w_lo * v;
-            gi[(a.lo * width + b.hi) * c + j] += a.w_lo * b.w_hi * v;
-            gi[(a.hi * width + b.lo) * c + j] += a.w_hi * b.w_lo * v;
-            gi[(a.hi * width + b.hi) * c + j] += a.w_hi * b.w_hi * v;
+            // taps of weight 0 (outside samples, RoIPool's second tap) are skipped: 0 * Inf would be NaN
+            if (a.w_lo * b.w_lo != T(0)) gi[(a.lo * width + b.lo) * c + j] += a.w_lo * b.w_lo * v;
+            if (a.w_lo * b.w_hi != T(0)) gi[(a.lo * width + b.hi) * c + j] += a.w_lo * b.w_hi * v;
+            if (a.w_hi * b.w_lo != T(0)) gi[(a.hi * width + b.lo) * c + j] += a.w_hi * b.w_lo * v;
+            if (a.w_hi * b.w_hi != T(0)) gi[(a.hi * width + b.hi) * c + j] += a.w_hi * b.w_hi * v;
           }
         }
       }
@@ -266,12 +263,33 @@ void backward_kernel(const scalar_t* grad, const scalar_t* rois, const int32_t* 
 
 }  // namespace
 
+void check_roi_values_cpu(const at::Tensor& rois, int64_t batch, const char* op) {
+  TORCH_CHECK(rois.is_cpu(), "check_roi_values_cpu: expected CPU rois");
+  const at::Tensor r = rois.contiguous();
+  const int64_t k = r.size(0);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, r.scalar_type(), "check_roi_values", [&] {
+    const scalar_t* v = r.const_data_ptr<scalar_t>();
+    for (int64_t i = 0; i < k; ++i) {
+      const double b = static_cast<double>(v[i * 5]);
+      const double x1 = static_cast<double>(v[i * 5 + 1]), y1 = static_cast<double>(v[i * 5 + 2]);
+      const double x2 = static_cast<double>(v[i * 5 + 3]), y2 = static_cast<double>(v[i * 5 + 4]);
+      TORCH_CHECK_VALUE(std::isfinite(b) && std::isfinite(x1) && std::isfinite(y1) && std::isfinite(x2) &&
+                            std::isfinite(y2),
+                        op, ": rois[", i, "] = (", b, ", ", x1, ", ", y1, ", ", x2, ", ", y2,
+                        ") is not finite: batch indices and box coordinates must be finite numbers");
+      TORCH_CHECK_VALUE(b == std::floor(b), op, ": batch index rois[", i, ", 0] = ", b,
+                        " must be an integer in [0, ", batch - 1, "]");
+      TORCH_CHECK_VALUE(b >= 0 && b < static_cast<double>(batch), op, ": batch index out of range: rois[", i,
+                        ", 0] = ", b, " must lie in [0, ", batch - 1, "] (input has ", batch, " images)");
+    }
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor> roi_forward_cpu(const at::Tensor& input, const at::Tensor& rois,
                                                    const RoiParams& p) {
   TORCH_CHECK(input.device().is_cpu(), "roi_forward_cpu: expected CPU tensors");
-  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
+  const int64_t c = input.size(1), h = input.size(2), w = input.size(3);
   const int64_t k = rois.size(0);
-  check_batch_index(rois, n);
   // [N, H, W, C] contiguous; free when the input is already channels-last.
   const at::Tensor nhwc = input.permute({0, 2, 3, 1}).contiguous();
   const at::Tensor r = rois.contiguous();
@@ -280,6 +298,11 @@ std::tuple<at::Tensor, at::Tensor> roi_forward_cpu(const at::Tensor& input, cons
       p.max_mode ? std::vector<int64_t>{k, c, p.pooled_h, p.pooled_w} : std::vector<int64_t>{0};
   at::Tensor argmax = at::empty(arg_shape, input.options().dtype(at::kInt));
   if (out.numel() == 0) return {out, argmax};
+  if (h == 0 || w == 0) {  // an empty map: every sample lies outside it and reads 0, every RoIPool bin is empty
+    out.zero_();
+    if (p.max_mode) argmax.fill_(-1);
+    return {out, argmax};
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_forward_cpu", [&] {
     forward_kernel<scalar_t>(nhwc.const_data_ptr<scalar_t>(), r.const_data_ptr<scalar_t>(),
                              out.mutable_data_ptr<scalar_t>(), p.max_mode ? argmax.mutable_data_ptr<int32_t>() : nullptr,
@@ -291,15 +314,10 @@ std::tuple<at::Tensor, at::Tensor> roi_forward_cpu(const at::Tensor& input, cons
 at::Tensor roi_backward_cpu(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& argmax,
                             const RoiParams& p, int64_t batch, int64_t channels, int64_t height, int64_t width) {
   TORCH_CHECK(grad.device().is_cpu() && rois.device().is_cpu(), "roi_backward_cpu: expected CPU tensors");
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels &&
-                  grad.size(2) == p.pooled_h && grad.size(3) == p.pooled_w,
-              "roi_backward: grad must have shape [K, C, ph, pw] = [", rois.size(0), ", ", channels, ", ",
-              p.pooled_h, ", ", p.pooled_w, "], got ", grad.sizes());
-  TORCH_CHECK(!p.max_mode || argmax.sizes() == grad.sizes(), "roi_backward: argmax must match grad in max mode");
   const auto acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor gin = at::zeros({batch, height, width, channels}, grad.options().dtype(acc_type));
-  if (grad.numel() > 0) {
-    check_batch_index(rois, batch);
+  check_roi_values_cpu(rois, batch, "mrcnn_lite::roi_backward");
+  if (grad.numel() > 0 && gin.numel() > 0) {
     const at::Tensor g = grad.contiguous();
     const at::Tensor r = rois.contiguous();
     const at::Tensor a = argmax.contiguous();

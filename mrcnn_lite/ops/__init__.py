@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from . import _extension, reference
-from ._common import BoxesLike, check_mode, output_hw, to_rois
+from ._common import BoxesLike, check_mode, check_sampling_ratio, check_scale, output_hw, to_rois
 
 __all__ = ["backend", "float32_under_autocast", "reference", "roi_align", "roi_pool", "roi_warp"]
 
@@ -88,13 +88,11 @@ def _sampled_roi_op(
     if not _use_extension(input):
         ref = reference.roi_warp if quantize_box else reference.roi_align
         return ref(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, mode)
-    use_max = check_mode(mode)
-    rois, (ph, pw) = to_rois(boxes, input), output_hw(output_size)
+    use_max, scale, ratio = check_mode(mode), check_scale(spatial_scale), check_sampling_ratio(sampling_ratio)
+    # the values of the boxes are checked in C++ (a loop on the CPU; one sync on CUDA), also under compile
+    rois, (ph, pw) = to_rois(boxes, input, check_values=False), output_hw(output_size)
     op = torch.ops.mrcnn_lite.roi_align
-    out = op(
-        input, rois, float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned), use_max, quantize_box
-    )
-    return out[0]
+    return op(input, rois, scale, ph, pw, ratio, bool(aligned), use_max, quantize_box)[0]
 
 
 def roi_align(
@@ -133,5 +131,6 @@ def roi_pool(
     input = float32_under_autocast(input)
     if not _use_extension(input):
         return reference.roi_pool(input, boxes, output_size, spatial_scale)
-    rois, (ph, pw) = to_rois(boxes, input), output_hw(output_size)
-    return torch.ops.mrcnn_lite.roi_pool(input, rois, float(spatial_scale), ph, pw)[0]
+    scale = check_scale(spatial_scale)
+    rois, (ph, pw) = to_rois(boxes, input, check_values=False), output_hw(output_size)
+    return torch.ops.mrcnn_lite.roi_pool(input, rois, scale, ph, pw)[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._common import BoxesLike, check_mode, output_hw, to_rois
+from .._common import BoxesLike, check_mode, check_sampling_ratio, check_scale, output_hw, to_rois
 from .sampling import bilinear_roi_pool
 
 
@@ -35,9 +35,7 @@ def roi_align(
     ``mode="avg"`` equals ``torchvision.ops.roi_align``; ``mode="max"`` takes the max over each bin's samples
     (a sample falling outside the map reads 0).
     """
-    use_max = check_mode(mode)
+    use_max, scale, ratio = check_mode(mode), check_scale(spatial_scale), check_sampling_ratio(sampling_ratio)
     rois = to_rois(boxes, input)
     hw = output_hw(output_size)
-    return bilinear_roi_pool(
-        input, rois, hw, spatial_scale, sampling_ratio, aligned, use_max, quantize_box=False
-    )
+    return bilinear_roi_pool(input, rois, hw, scale, ratio, aligned, use_max, quantize_box=False)

@@ -19,14 +19,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._common import BoxesLike, output_hw, to_rois
+from .._common import MAX_POOL_COORD, BoxesLike, check_scale, output_hw, to_rois
 from .sampling import coord_dtype, round_half_away
 
 
 def _axis_cells(lo: Tensor, hi: Tensor, pooled: int, size: int, scale: float) -> tuple[Tensor, Tensor]:
     """Cells of every bin along one axis: ``(cells [K, pooled, M], used [K, pooled, M])``."""
-    start = round_half_away(lo * scale).long()
-    end = round_half_away(hi * scale).long()
+    start = round_half_away(lo * scale).clamp(-MAX_POOL_COORD, MAX_POOL_COORD).long()  # no wrap-around
+    end = round_half_away(hi * scale).clamp(-MAX_POOL_COORD, MAX_POOL_COORD).long()
     length = (end - start + 1).clamp(min=1)
     bin_size = length.to(lo.dtype).view(-1, 1) / pooled
     p = torch.arange(pooled, device=lo.device, dtype=lo.dtype).view(1, -1)
@@ -45,10 +45,13 @@ def roi_pool(
     spatial_scale: float = 1.0,
 ) -> Tensor:
     """RoIPool of ``input [N, C, H, W]`` over ``boxes`` -> ``[K, C, ph, pw]``; equals torchvision's."""
+    spatial_scale = check_scale(spatial_scale)
     rois = to_rois(boxes, input)
     ph, pw = output_hw(output_size)
     n, c, h, w = input.shape
     k = rois.size(0)
+    if h == 0 or w == 0:  # an empty map: every bin is empty and outputs 0 (kept in the graph)
+        return input.new_zeros(k, c, ph, pw) + input.sum() * 0
     r = rois.to(coord_dtype(input.dtype))
     ys, yused = _axis_cells(r[:, 2], r[:, 4], ph, h, spatial_scale)
     xs, xused = _axis_cells(r[:, 1], r[:, 3], pw, w, spatial_scale)

@@ -9,14 +9,18 @@ samples of all RoIs are read with a single advanced-indexing gather per corner.
 
 Bilinear conventions are torchvision's, exactly: a sample with ``y < -1`` or ``y > H`` reads 0; otherwise
 ``y`` is clamped to ``[0, H - 1]`` (likewise ``x``). The adaptive ``sampling_ratio <= 0`` gives each RoI
-``ceil(h / ph)`` samples per bin row (and ``ceil(w / pw)`` per column), so RoIs have different grids: the
-tables are padded to the largest grid and padded samples are masked out.
+``ceil(h / ph)`` samples per bin row (and ``ceil(w / pw)`` per column), capped at ``MAX_SAMPLING_GRID``
+(256), so RoIs have different grids: the tables are padded to the largest grid and padded samples are masked
+out. A tap of weight 0 contributes 0 even where the feature is Inf or NaN (as in the compiled kernels), and an
+empty map (H or W = 0) gives zeros.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from .._common import MAX_SAMPLING_GRID
 
 
 def round_half_away(x: Tensor) -> Tensor:
@@ -57,9 +61,9 @@ def _axis_samples(
         length = length.clamp(min=1.0)
     bin_size = length / pooled
     if sampling_ratio > 0:
-        grid = torch.full_like(length, sampling_ratio, dtype=torch.long)
-    else:
-        grid = torch.ceil(length / pooled).long().clamp(min=0)
+        grid = torch.full_like(length, min(sampling_ratio, MAX_SAMPLING_GRID), dtype=torch.long)
+    else:  # clamped before the cast: a huge (or overflowed, NaN) length must not wrap around
+        grid = torch.ceil(length / pooled).nan_to_num(0.0).clamp(0, MAX_SAMPLING_GRID).long()
     s_max = max(int(grid.max()), 1) if grid.numel() else 1
     p = torch.arange(pooled, device=lo.device, dtype=lo.dtype).view(1, -1, 1)
     i = torch.arange(s_max, device=lo.device, dtype=lo.dtype).view(1, 1, -1)
@@ -68,8 +72,8 @@ def _axis_samples(
     pos = start.view(-1, 1, 1) + p * b + (i + 0.5) * b / g  # sub-cell centres
     used = i < grid.view(-1, 1, 1)
 
-    inside = (pos >= -1.0) & (pos <= size) & used
-    pos = pos.clamp(min=0.0)
+    inside = (pos >= -1.0) & (pos <= size) & used  # False for NaN too
+    pos = torch.where(inside, pos, 0.0).clamp(min=0.0)  # outside samples: weight 0 below, any valid index
     idx_lo = pos.floor().long()  # pos >= 0, so floor == trunc == C's (int) cast
     at_edge = idx_lo >= size - 1
     idx_lo = torch.where(at_edge, size - 1, idx_lo)
@@ -99,6 +103,8 @@ def bilinear_roi_pool(
     n, c, h, w = features.shape
     ph, pw = output_hw
     k = rois.size(0)
+    if h == 0 or w == 0:  # an empty map: every sample lies outside it and reads 0 (kept in the graph)
+        return features.new_zeros(k, c, ph, pw) + features.sum() * 0
     cd = coord_dtype(features.dtype)
     r = rois.to(cd)
     ylo, yhi, wylo, wyhi, gy = _axis_samples(
@@ -115,8 +121,8 @@ def bilinear_roi_pool(
     for yi, wy in ((ylo, wylo), (yhi, wyhi)):
         for xi, wx in ((xlo, wxlo), (xhi, wxhi)):
             corner = nhwc[batch, yi.view(k, ph * sy, 1), xi.view(k, 1, pw * sx)]  # [K, ph*sy, pw*sx, C]
-            weight = wy.view(k, ph * sy, 1, 1) * wx.view(k, 1, pw * sx, 1)
-            samples = samples + corner * weight.to(features.dtype)
+            weight = (wy.view(k, ph * sy, 1, 1) * wx.view(k, 1, pw * sx, 1)).to(features.dtype)
+            samples = samples + torch.where(weight != 0, corner * weight, 0.0)  # 0 * Inf would be NaN
     samples = samples.view(k, ph, sy, pw, sx, c).permute(0, 5, 1, 3, 2, 4).reshape(k, c, ph, pw, sy * sx)
 
     if not use_max:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._common import BoxesLike, check_mode, output_hw, to_rois
+from .._common import BoxesLike, check_mode, check_sampling_ratio, check_scale, output_hw, to_rois
 from .sampling import bilinear_roi_pool
 
 
@@ -31,9 +31,7 @@ def roi_warp(
     ``sampling_ratio``, ``aligned`` and ``mode`` behave exactly as in :func:`roi_align` (Table 2c reports
     RoIWarp with both ``"max"`` and ``"avg"``).
     """
-    use_max = check_mode(mode)
+    use_max, scale, ratio = check_mode(mode), check_scale(spatial_scale), check_sampling_ratio(sampling_ratio)
     rois = to_rois(boxes, input)
     hw = output_hw(output_size)
-    return bilinear_roi_pool(
-        input, rois, hw, spatial_scale, sampling_ratio, aligned, use_max, quantize_box=True
-    )
+    return bilinear_roi_pool(input, rois, hw, scale, ratio, aligned, use_max, quantize_box=True)
