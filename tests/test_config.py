@@ -9,7 +9,7 @@ import json
 import pytest
 
 from mrcnn_lite.config import (
-    PRESETS,
+    ALL_PRESETS,
     Config,
     ConfigError,
     ModelConfig,
@@ -26,7 +26,7 @@ from mrcnn_lite.config import (
 from mrcnn_lite.modeling.backbone import DEPTHS, build_backbone
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", list(ALL_PRESETS))
 def test_every_preset_validates_and_round_trips(name: str) -> None:
     cfg = get_preset(name)
     validate(cfg)
@@ -285,3 +285,19 @@ def test_rescale_schedule_keeps_fractions_and_lr_curve_shape() -> None:
         assert lr_at(round(frac * 1600), short) == pytest.approx(lr_at(round(frac * 160_000), cfg))
     with pytest.raises(ConfigError, match="max_iter"):
         rescale_schedule(cfg, 0)
+
+
+def test_momentum_is_adams_beta1() -> None:
+    """``train.momentum`` is SGD's momentum and AdamW's beta1 (``adam_betas``), one field for both so that
+    recorded configs stay valid; the classroom presets' AdamW gets (0.9, 0.999)."""
+    import torch
+
+    from mrcnn_lite.config import ADAM_BETA2
+    from mrcnn_lite.engine.schedule import build_optimizer
+
+    cfg = get_config("classroom_fpn", ["train.momentum=0.8"])
+    assert cfg.train.optimizer == "adamw" and cfg.train.adam_betas == (0.8, ADAM_BETA2) == (0.8, 0.999)
+    assert get_preset("classroom_fpn").train.adam_betas == (0.9, 0.999)
+    assert "adam_betas" not in to_dict(cfg)["train"]  # a property, not a recorded field
+    opt = build_optimizer(torch.nn.Linear(2, 2), cfg)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["betas"] == (0.8, 0.999)

@@ -41,15 +41,14 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
 
     ``train.optimizer="sgd"`` (the paper's): SGD with momentum 0.9 and weight decay 1e-4. Weight decay
     applies to every trainable parameter, norm scales and biases included, as in the paper's Detectron setup
-    (one ``WEIGHT_DECAY`` for all). ``"adamw"``: AdamW with ``betas=(momentum, 0.999)`` and decoupled weight
-    decay ``weight_decay``. The lr set here is iteration 0's; the trainer sets each iteration's with
-    :func:`lr_at`.
+    (one ``WEIGHT_DECAY`` for all). ``"adamw"``: AdamW with ``betas=train.adam_betas`` (``momentum`` as
+    beta1, 0.999) and decoupled weight decay ``weight_decay``. The lr set here is iteration 0's; the
+    trainer sets each iteration's with :func:`lr_at`.
     """
     t = cfg.train
     params = [p for p in model.parameters() if p.requires_grad]
     if t.optimizer == "adamw":
-        betas = (t.momentum, 0.999)
-        return torch.optim.AdamW(params, lr=lr_at(0, cfg), betas=betas, weight_decay=t.weight_decay)
+        return torch.optim.AdamW(params, lr=lr_at(0, cfg), betas=t.adam_betas, weight_decay=t.weight_decay)
     return torch.optim.SGD(params, lr=lr_at(0, cfg), momentum=t.momentum, weight_decay=t.weight_decay)
 
 
