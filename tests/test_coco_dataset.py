@@ -196,9 +196,9 @@ def test_tiny_coco_empty_image_has_empty_targets(tiny_coco: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def shapes(request: pytest.FixtureRequest) -> Path:
-    pytest.importorskip("mrcnn_lite.data.shapes", reason="the shapes generator has not landed yet")
-    return request.getfixturevalue("shapes_small")
+def shapes(shapes_small: Path) -> Path:
+    """The synthetic shapes dataset (conftest's ``shapes_small``)."""
+    return shapes_small
 
 
 @pytest.mark.parametrize("split", SPLITS)

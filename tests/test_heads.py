@@ -48,23 +48,26 @@ def test_two_fc_box_head_equals_torchvision() -> None:
     tv_head, tv_pred = TwoMLPHead(8 * 7 * 7, 32), FastRCNNPredictor(32, K)
     copy_params([ours], [tv_head, tv_pred])
     x = torch.randn(5, 8, 7, 7)
-    logits, deltas, extra = ours(x)
+    logits, deltas = ours(x)
     tv_logits, tv_deltas = tv_pred(tv_head(x))
-    assert extra is None
     assert logits.shape == (5, K) and deltas.shape == (5, 4 * K)
     torch.testing.assert_close(logits, tv_logits)
     torch.testing.assert_close(deltas, tv_deltas)
 
 
-def test_res5_box_head_pools_res5_and_returns_its_features() -> None:
-    """C4: 14×14 RoI features -> res5 (stride 2) -> 7×7 -> mean -> linear, computed here step by step."""
+def test_res5_box_head_pools_res5_and_splits_for_the_mask_branch() -> None:
+    """C4: 14×14 RoI features -> res5 (stride 2) -> 7×7 -> mean -> linear, computed here step by step;
+    ``forward`` is ``predict(run_res5(x))``, the split the C4 RoI heads use to share res5's output."""
     res5 = resnet18().layer4.eval()  # 256 -> 512 channels, first block stride 2
-    head = Res5BoxHead(res5, 512, num_classes=K).eval()
+    head = Res5BoxHead(res5, res5_out_channels=512, num_classes=K).eval()
     randomise(head.predictor)
     x = torch.randn(3, 256, 14, 14)
     with torch.no_grad():
-        logits, deltas, features = head(x)
+        logits, deltas = head(x)
+        features = head.run_res5(x)
         expected_features = res5(x)
+        split = head.predict(features)
+    assert torch.equal(split[0], logits) and torch.equal(split[1], deltas)
     assert features.shape == (3, 512, 7, 7)
     torch.testing.assert_close(features, expected_features)
     pooled = expected_features.mean(dim=(2, 3))
@@ -107,7 +110,9 @@ def test_c4_mask_head_equals_torchvision_predictor(class_agnostic: bool) -> None
 def test_mlp_mask_head_by_hand(hidden: tuple[int, ...], class_agnostic: bool) -> None:
     """Table 2e's MLP: flatten -> (fc + ReLU) per hidden width -> fc K·m² -> [R, K, m, m], row-major."""
     m = 6
-    head = MLPMaskHead(4, 5, hidden, num_classes=K, m=m, class_agnostic=class_agnostic)
+    head = MLPMaskHead(
+        4, num_classes=K, resolution=5, hidden=hidden, mask_size=m, class_agnostic=class_agnostic
+    )
     randomise(head)
     k_out = 1 if class_agnostic else K
     linears = [layer for layer in head.modules() if isinstance(layer, nn.Linear)]
@@ -125,22 +130,45 @@ def test_mlp_mask_head_by_hand(hidden: tuple[int, ...], class_agnostic: bool) ->
     torch.testing.assert_close(out, flat.view(3, k_out, m, m))
 
 
-def test_positional_arguments_in_the_documented_order() -> None:
-    """``(in_channels, <sizes with defaults>, num_classes, ...)`` positionally, as ``build.py`` calls them;
-    ``num_classes`` has no default of its own."""
-    assert TwoFCBoxHead(8, 7, 32, K).predictor.cls_score.out_features == K
-    assert FCNMaskHead(8, 16, 2, K, True)(torch.randn(1, 8, 14, 14)).shape == (1, 1, 28, 28)
-    assert MLPMaskHead(4, 5, (16,), K, 6, False)(torch.randn(2, 4, 5, 5)).shape == (2, K, 6, 6)
-    assert C4MaskHead(8, K, True)(torch.randn(1, 8, 7, 7)).shape == (1, 1, 14, 14)
-    for make in (lambda: TwoFCBoxHead(8), lambda: FCNMaskHead(8), lambda: MLPMaskHead(8, 14)):
-        with pytest.raises(TypeError, match="num_classes is required"):
-            make()
+HEADS = {
+    "TwoFCBoxHead": (TwoFCBoxHead, {"resolution": 7, "fc_dim": 32}),
+    "Res5BoxHead": (Res5BoxHead, {"res5_out_channels": 8}),
+    "BoxPredictor": (BoxPredictor, {}),
+    "FCNMaskHead": (FCNMaskHead, {"conv_dim": 16, "num_convs": 2, "class_agnostic": True}),
+    "C4MaskHead": (C4MaskHead, {"conv_dim": 16, "class_agnostic": True}),
+    "MLPMaskHead": (MLPMaskHead, {"resolution": 5, "hidden": (16,), "mask_size": 6}),
+}
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_arguments_after_the_input_are_keyword_only(name: str) -> None:
+    """``(input, *, num_classes, <sizes>)``: every head takes its input (channels, or res5) positionally
+    and the rest by name, and ``num_classes`` is required (no default)."""
+    cls, sizes = HEADS[name]
+    first = nn.Identity() if cls is Res5BoxHead else 8
+    cls(first, num_classes=K, **sizes)
+    with pytest.raises(TypeError, match="positional"):
+        cls(first, *sizes.values(), K)
+    if sizes:
+        with pytest.raises(TypeError, match="num_classes"):
+            cls(first, **sizes)
+
+
+def test_mask_heads_say_how_many_masks_they_predict() -> None:
+    x14, x7 = torch.randn(2, 8, 14, 14), torch.randn(2, 8, 7, 7)
+    for agnostic, k_out in ((False, K), (True, 1)):
+        fcn = FCNMaskHead(8, num_classes=K, conv_dim=16, num_convs=2, class_agnostic=agnostic)
+        c4 = C4MaskHead(8, num_classes=K, conv_dim=16, class_agnostic=agnostic)
+        mlp = MLPMaskHead(8, num_classes=K, resolution=14, hidden=(16,), mask_size=6, class_agnostic=agnostic)
+        assert fcn.num_outputs == c4.num_outputs == mlp.num_outputs == k_out
+        assert fcn(x14).shape == (2, k_out, 28, 28) and c4(x7).shape == (2, k_out, 14, 14)
+        assert mlp(x14).shape == (2, k_out, 6, 6)
 
 
 def test_initialisation_detectron() -> None:
     """Predictor N(0, 0.01²) / N(0, 0.001²), zero biases; convs MSRA fill: std sqrt(2 / fan_out)."""
     torch.manual_seed(0)
-    p = BoxPredictor(1024, 81)
+    p = BoxPredictor(1024, num_classes=81)
     assert abs(p.cls_score.weight.std().item() - 0.01) < 0.0005
     assert abs(p.bbox_pred.weight.std().item() - 0.001) < 0.00005
     assert not p.cls_score.bias.any() and not p.bbox_pred.bias.any()

@@ -1,16 +1,19 @@
-"""The assembled model: every Table 2 variant builds, trains (losses) and predicts (detections), and a
+"""The assembled model: every Table 2 variant builds the modules its config names (:mod:`wiring`), trains
+(losses that reach the heads they should) and predicts (detections); C4's res5 serves both branches; and a
 classroom model overfits one shapes image (§3 of the paper end to end)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from wiring import check_wiring  # tests/ is on sys.path (pytest prepends it)
 
 from mrcnn_lite.config import ConfigError, get_config
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.modeling.build import build_model
 from mrcnn_lite.modeling.mask_rcnn import batch_images
+from mrcnn_lite.modeling.roi_heads import Res5RoIHeads, StandardRoIHeads
 
 RPN_LOSSES = {"loss_rpn_objectness", "loss_rpn_box"}
 HEAD_LOSSES = {"loss_cls", "loss_box"}
@@ -33,6 +36,10 @@ VARIANTS = {
     "c4 class-agnostic": ("classroom_c4", ["model.class_agnostic_masks=true"]),
     "c4 roi_pool": ("classroom_c4", ["model.roi_op=roi_pool", "model.roi_mode=max"]),
     "c5 roi_warp max": ("classroom_c5", ["model.roi_op=roi_warp", "model.roi_mode=max"]),
+    "fpn agnostic unaligned": (
+        "classroom_fpn",
+        ["model.class_agnostic_masks=true", "model.roi_aligned=false"],
+    ),
 }
 
 
@@ -43,12 +50,14 @@ def test_train_losses_and_eval_detections(variant: str, batch) -> None:
     torch.manual_seed(0)
     cfg = get_config(preset, [*overrides, "model.width=16"])
     model = build_model(cfg, num_classes)
+    check_wiring(cfg, model, num_classes)  # the RoI operator, heads, widths, m, K_out and loss it names
     losses = model(images, targets)
     assert set(losses) == RPN_LOSSES | HEAD_LOSSES | {"loss_mask"}
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values()), losses
     sum(losses.values()).backward()
-    assert model.roi_heads.mask_head is not None
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.roi_heads.mask_head.parameters())
+    heads = model.roi_heads
+    for part in (heads.mask_head, heads.box_head.predictor.cls_score, heads.box_head.predictor.bbox_pred):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), part
 
     model.eval()
     sizes = [tuple(t["orig_size"]) for t in targets]
@@ -62,6 +71,26 @@ def test_train_losses_and_eval_detections(variant: str, batch) -> None:
         assert det["masks"].shape == (n, 1, h, w) and det["masks"].dtype == torch.bool
         assert (det["boxes"][:, 2] <= w + 1e-3).all() and (det["boxes"][:, 3] <= h + 1e-3).all()
         assert ((det["labels"] >= 1) & (det["labels"] < num_classes)).all()
+
+
+@pytest.mark.parametrize("preset", ["classroom_c4", "classroom_fpn"])
+def test_mask_loss_reaches_res5_with_c4_only(preset: str, batch) -> None:
+    """Figure 4: C4 runs res5 once per sampled RoI, and its output feeds the box predictor *and* the mask
+    head (L_mask trains res5); C5/FPN pool separate features for the mask head (L_mask leaves the box head
+    alone). The same training forward, with the same sampled RoIs, gives the same losses however often the
+    heads are called: res5 is not run twice in training."""
+    images, targets, num_classes = batch
+    torch.manual_seed(0)
+    model = build_model(get_config(preset, ["model.width=16"]), num_classes)
+    heads = model.roi_heads
+    assert isinstance(heads, Res5RoIHeads if preset == "classroom_c4" else StandardRoIHeads)
+    calls: list[int] = []
+    heads.box_pooler.register_forward_hook(lambda _m, _i, out: calls.append(len(out)))
+    model(images, targets)["loss_mask"].backward()
+    assert len(calls) == 1  # one pooling for the box branch (and, for C4, the mask branch)
+    box_grads = [p.grad for p in heads.box_head.parameters() if p.requires_grad]
+    reached = any(g is not None and g.abs().sum() > 0 for g in box_grads)
+    assert reached == (preset == "classroom_c4")
 
 
 def test_faster_rcnn_mode_has_no_mask_branch(batch) -> None:

@@ -49,7 +49,7 @@ def test_levels_equal_torchvision_level_mapper() -> None:
 def test_fpn_roi_align_equals_torchvision_multiscale() -> None:
     feats = pyramid()
     boxes = [random_boxes(2, 80), random_boxes(3, 50)]
-    ours = RoIFeatureExtractor(NAMES, STRIDES, 7, "roi_align", "avg", sampling_ratio=2, aligned=False)
+    ours = RoIFeatureExtractor(NAMES, STRIDES, 7, op="roi_align", mode="avg", sampling_ratio=2, aligned=False)
     theirs = torchvision.ops.MultiScaleRoIAlign(NAMES, 7, 2)
     expected = theirs(feats, boxes, [(512, 640), (512, 640)])
     levels = assign_fpn_levels(torch.cat(boxes), 2, 5)
@@ -70,13 +70,24 @@ def test_fpn_roi_align_equals_torchvision_multiscale() -> None:
 def test_single_map_uses_the_chosen_operator(op: str, mode: str) -> None:
     feats = {"c4": torch.randn(2, 4, 32, 40, generator=torch.Generator().manual_seed(4))}
     boxes = [random_boxes(5, 6), random_boxes(6, 3)]
-    out = RoIFeatureExtractor(["c4"], [16], 14, op, mode, sampling_ratio=2, aligned=True)(feats, boxes)
+    pooler = RoIFeatureExtractor(["c4"], [16], 14, op=op, mode=mode, sampling_ratio=2, aligned=True)
+    out = pooler(feats, boxes)
     rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i)), b], 1) for i, b in enumerate(boxes)])
     if op == "roi_pool":
         expected = torchvision.ops.roi_pool(feats["c4"], rois, 14, 1 / 16)
     else:
         expected = getattr(ops.reference, op)(feats["c4"], rois, 14, 1 / 16, 2, True, mode)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    # the operator is bound at construction: the attributes describe it, they do not select it
+    assert (pooler.op, pooler.mode) == (op, mode)
+    pooler.op, pooler.mode = "roi_align" if op != "roi_align" else "roi_pool", "sum"
+    assert torch.equal(pooler(feats, boxes), out)
+    assert torch.equal(pooler.pool(feats["c4"], rois, 1 / 16), out)
+
+
+def test_arguments_after_the_output_size_are_keyword_only() -> None:
+    with pytest.raises(TypeError, match="positional"):
+        RoIFeatureExtractor(["c4"], [16], 7, "roi_align")  # type: ignore[misc]
 
 
 def test_gradient_reaches_every_level_used() -> None:
@@ -110,7 +121,7 @@ def test_under_bfloat16_autocast_rois_stay_float32(op: str, mode: str) -> None:
     the boxes to bfloat16 would give."""
     feats = OrderedDict((k, v.bfloat16()) for k, v in pyramid(9).items())
     boxes = [random_boxes(10, 60) + 0.3, random_boxes(11, 40) + 0.3]  # fractional coordinates
-    pooler = RoIFeatureExtractor(NAMES, STRIDES, 7, op, mode, sampling_ratio=2, aligned=True)
+    pooler = RoIFeatureExtractor(NAMES, STRIDES, 7, op=op, mode=mode, sampling_ratio=2, aligned=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = pooler(feats, boxes)
     as_float = OrderedDict((k, v.float()) for k, v in feats.items())

@@ -161,9 +161,9 @@ def test_real_coco_boxes_scale_and_flip_with_the_image(tiny_coco: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def shapes(request: pytest.FixtureRequest) -> Path:
-    pytest.importorskip("mrcnn_lite.data.shapes", reason="the shapes generator has not landed yet")
-    return request.getfixturevalue("shapes_small")
+def shapes(shapes_small: Path) -> Path:
+    """The synthetic shapes dataset (conftest's ``shapes_small``)."""
+    return shapes_small
 
 
 def test_shapes_boxes_tight_after_train_transforms(shapes: Path) -> None:

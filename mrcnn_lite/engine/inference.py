@@ -38,6 +38,7 @@ from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.distributed import all_gather_object, get_rank, get_world_size, is_main_process
 from mrcnn_lite.evaluation.coco_eval import CocoStats, check_ground_truth, evaluate, to_coco_results
 from mrcnn_lite.modeling.mask_rcnn import MaskRCNN
+from mrcnn_lite.modeling.roi_heads import Res5RoIHeads
 
 STAGES = ("data", "preprocess", "backbone", "rpn", "box_head", "mask_head", "mask_paste")
 
@@ -45,23 +46,23 @@ STAGES = ("data", "preprocess", "backbone", "rpn", "box_head", "mask_head", "mas
 class _MaskBranchTimer:
     """Times the mask branch inside ``roi_heads`` with forward hooks.
 
-    The branch starts at ``mask_pooler``'s call (FPN/C5) or, for C4 (no mask pooler), at the second
-    ``box_pooler`` call of a ``roi_heads`` forward (res5 on the detections), and ends when ``mask_head``
-    returns.
+    The branch starts at ``mask_pooler``'s call (FPN/C5: :class:`StandardRoIHeads`) or, for C4
+    (:class:`Res5RoIHeads`, one pooler), at the second ``box_pooler`` call of a ``roi_heads`` forward (res5
+    on the detections), and ends when ``mask_head`` returns.
     """
 
     def __init__(self, model: MaskRCNN, sync: Callable[[], None]) -> None:
         heads = model.roi_heads
         self.sync, self.seconds, self._start, self._pool_calls = sync, 0.0, None, 0
+        self.c4 = isinstance(heads, Res5RoIHeads)
         # prepend: the span starts before any other pre-hook of these modules runs (and is counted)
         self.handles = [heads.register_forward_pre_hook(self._reset, prepend=True)]
         if heads.mask_head is not None:
-            start = heads.mask_pooler if heads.mask_pooler is not None else heads.box_pooler
+            start = heads.box_pooler if self.c4 else heads.mask_pooler
             self.handles += [
                 start.register_forward_pre_hook(self._maybe_start, prepend=True),
                 heads.mask_head.register_forward_hook(self._stop),
             ]
-        self.c4 = heads.mask_pooler is None
 
     def _reset(self, *_: Any) -> None:
         self._pool_calls, self._start = 0, None

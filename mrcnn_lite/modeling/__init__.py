@@ -11,9 +11,11 @@ order an image flows through them:
   (Faster R-CNN) and its parts: anchors, box deltas, IoU matching, positive/negative sampling.
 - ``poolers.py``: RoI features from one map or, with FPN's level assignment, from the pyramid (Figure 3).
 - ``box_head.py``, ``mask_head.py``, ``losses.py``, ``roi_heads.py``: the second stage: box and mask heads
-  (Figure 4, Table 2e), their targets and losses, and the module that runs them.
+  (Figure 4, Table 2e), their targets and losses, and the modules that run them: ``StandardRoIHeads``
+  (C5, FPN) and ``Res5RoIHeads`` (C4: res5 shared by the box predictor and the mask head).
 - ``postprocess.py``: inference, detections then masks pasted into the image.
-- ``mask_rcnn.py``, ``build.py``: the whole model, and building it from a :class:`mrcnn_lite.config.Config`.
+- ``mask_rcnn.py``, ``build.py``: the whole model, and building it from a :class:`mrcnn_lite.config.Config`
+  (the one place that reads the config: which heads a config's ``arch`` and ``mask_head`` mean).
 
 Import the submodules directly, e.g. ``from mrcnn_lite.modeling.backbone import build_backbone``.
 """

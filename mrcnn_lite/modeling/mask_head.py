@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .box_head import _required, c2_xavier_fill
+from .box_head import c2_xavier_fill
 
 
 def msra_fill(layer: nn.Module) -> None:
@@ -48,19 +48,20 @@ class FCNMaskHead(nn.Module):
     def __init__(
         self,
         in_channels: int,
+        *,
+        num_classes: int,
         conv_dim: int = 256,
         num_convs: int = 4,
-        num_classes: int | None = None,
         class_agnostic: bool = False,
     ) -> None:
         super().__init__()
-        num_classes = _required(num_classes)
+        self.num_outputs = 1 if class_agnostic else num_classes
         convs = []
         for i in range(num_convs):
             convs += [nn.Conv2d(in_channels if i == 0 else conv_dim, conv_dim, 3, padding=1), nn.ReLU()]
         self.convs = nn.Sequential(*convs)
         self.deconv = nn.ConvTranspose2d(conv_dim if num_convs else in_channels, conv_dim, 2, stride=2)
-        self.predictor = _mask_predictor(conv_dim, 1 if class_agnostic else num_classes)
+        self.predictor = _mask_predictor(conv_dim, self.num_outputs)
         for layer in [*self.convs, self.deconv]:
             if not isinstance(layer, nn.ReLU):
                 msra_fill(layer)
@@ -70,16 +71,18 @@ class FCNMaskHead(nn.Module):
 
 
 class C4MaskHead(nn.Module):
-    """C4 mask head (Figure 4 left): res5 output ``[R, in_channels, 7, 7]`` -> 2×2 deconv stride 2 to 256
-    channels + ReLU -> 1×1 conv -> ``[R, K_out, 14, 14]`` logits."""
+    """C4 mask head (Figure 4 left): res5 output ``[R, in_channels, 7, 7]`` -> 2×2 deconv stride 2 to
+    ``conv_dim`` (256) channels + ReLU -> 1×1 conv -> ``[R, K_out, 14, 14]`` logits. It pools nothing: the
+    C4 RoI heads (:class:`~mrcnn_lite.modeling.roi_heads.Res5RoIHeads`) give it the box head's res5 output."""
 
     def __init__(
-        self, in_channels: int, num_classes: int, class_agnostic: bool = False, conv_dim: int = 256
+        self, in_channels: int, *, num_classes: int, conv_dim: int = 256, class_agnostic: bool = False
     ) -> None:
         super().__init__()
+        self.num_outputs = 1 if class_agnostic else num_classes
         self.deconv = nn.ConvTranspose2d(in_channels, conv_dim, 2, stride=2)
         msra_fill(self.deconv)
-        self.predictor = _mask_predictor(conv_dim, 1 if class_agnostic else num_classes)
+        self.predictor = _mask_predictor(conv_dim, self.num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.predictor(self.deconv(x).relu())
@@ -87,21 +90,22 @@ class C4MaskHead(nn.Module):
 
 class MLPMaskHead(nn.Module):
     """Fully connected mask head (Table 2e): flatten ``[R, in_channels, resolution, resolution]`` -> for each
-    width in ``hidden``: fc + ReLU -> fc to ``K_out·m²`` -> ``[R, K_out, m, m]`` logits. ``hidden=(1024,)`` is
-    the table's "fc: 1024→1024→80·28²" and ``hidden=(1024, 1024)`` its "1024→1024→1024→80·28²"."""
+    width in ``hidden``: fc + ReLU -> fc to ``K_out·m²`` (m = ``mask_size``) -> ``[R, K_out, m, m]`` logits.
+    ``hidden=(1024,)`` is the table's "fc: 1024→1024→80·28²" and ``hidden=(1024, 1024)`` its
+    "1024→1024→1024→80·28²"."""
 
     def __init__(
         self,
         in_channels: int,
+        *,
+        num_classes: int,
         resolution: int,
         hidden: tuple[int, ...] = (1024,),
-        num_classes: int | None = None,
-        m: int = 28,
+        mask_size: int = 28,
         class_agnostic: bool = False,
     ) -> None:
         super().__init__()
-        num_classes = _required(num_classes)
-        self.m = m
+        self.resolution, self.hidden, self.mask_size = resolution, tuple(hidden), mask_size
         self.num_outputs = 1 if class_agnostic else num_classes
         layers: list[nn.Module] = []
         width = in_channels * resolution * resolution
@@ -111,9 +115,10 @@ class MLPMaskHead(nn.Module):
             layers += [fc, nn.ReLU()]
             width = h
         self.fcs = nn.Sequential(*layers)
-        self.predictor = nn.Linear(width, self.num_outputs * m * m)
+        self.predictor = nn.Linear(width, self.num_outputs * mask_size * mask_size)
         nn.init.normal_(self.predictor.weight, std=0.001)
         nn.init.zeros_(self.predictor.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.predictor(self.fcs(x.flatten(1))).view(-1, self.num_outputs, self.m, self.m)
+        m = self.mask_size
+        return self.predictor(self.fcs(x.flatten(1))).view(-1, self.num_outputs, m, m)

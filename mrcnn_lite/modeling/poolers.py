@@ -14,6 +14,8 @@ With FPN, a RoI of width w and height h (input-image pixels) is read from level
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -37,12 +39,57 @@ def assign_fpn_levels(
     return k.clamp(min=k_min, max=k_max).to(torch.int64)
 
 
+def roi_operator(
+    op: str, mode: str, output_size: int, sampling_ratio: int, aligned: bool
+) -> Callable[[Tensor, Tensor, float], Tensor]:
+    """``pool(feature, rois, spatial_scale)``: Table 2c's operator ``op`` with its settings bound.
+
+    ``roi_pool`` (Fast R-CNN) quantizes twice and max-pools, so it takes no ``mode``, ``sampling_ratio``
+    or ``aligned``; ``roi_warp`` (MNC) quantizes the RoI then samples bilinearly; ``roi_align`` (§3) does
+    not quantize. Raises ``ValueError`` for an unknown operator or mode, or ``roi_pool`` with ``avg``.
+    """
+    if op not in ROI_OPS:
+        raise ValueError(f"unknown RoI operator {op!r}; choose one of {ROI_OPS}")
+    if mode not in ROI_MODES:
+        raise ValueError(f"unknown RoI pooling mode {mode!r}; choose one of {ROI_MODES}")
+    if op == "roi_pool":
+        if mode != "max":
+            raise ValueError("roi_pool always max-pools (Fast R-CNN); use mode='max' with it")
+        return partial(_roi_pool, output_size=output_size)
+    fn = ops.roi_align if op == "roi_align" else ops.roi_warp
+    return partial(_sampled, fn, output_size=output_size, sampling_ratio=sampling_ratio, aligned=aligned,
+                   mode=mode)  # fmt: skip
+
+
+def _roi_pool(feature: Tensor, rois: Tensor, spatial_scale: float, *, output_size: int) -> Tensor:
+    return ops.roi_pool(feature, rois, output_size, spatial_scale)
+
+
+def _sampled(
+    fn: Callable[..., Tensor],
+    feature: Tensor,
+    rois: Tensor,
+    spatial_scale: float,
+    *,
+    output_size: int,
+    sampling_ratio: int,
+    aligned: bool,
+    mode: str,
+) -> Tensor:
+    return fn(feature, rois, output_size, spatial_scale, sampling_ratio, aligned, mode)
+
+
 class RoIFeatureExtractor(nn.Module):
-    """Fixed-size features for RoIs from the named feature maps of a backbone.
+    """Fixed-size features for RoIs from the named feature maps of a backbone (§3, Figure 3).
 
     ``feature_names`` and ``strides`` name the maps to read (one for C4/C5, P2–P5 for FPN: P6 only serves
     the RPN). ``forward(features, boxes)`` takes the backbone's ``dict`` of maps and a list of per-image
     ``Tensor[L, 4]`` boxes (image pixels) and returns ``[sum L, C, output_size, output_size]`` in box order.
+
+    The operator (``op``: Table 2c's ``roi_pool``, ``roi_warp`` or ``roi_align``; ``mode``, ``sampling_ratio``
+    and ``aligned`` for the last two) is chosen once, here: ``pool(feature, rois, spatial_scale)`` is that
+    operator with its settings bound. The attributes ``op``, ``mode``, ``sampling_ratio`` and ``aligned``
+    describe it; changing them later does not change the operator.
     """
 
     def __init__(
@@ -50,6 +97,7 @@ class RoIFeatureExtractor(nn.Module):
         feature_names: list[str],
         strides: list[int],
         output_size: int,
+        *,
         op: str = "roi_align",
         mode: str = "avg",
         sampling_ratio: int = 2,
@@ -58,12 +106,6 @@ class RoIFeatureExtractor(nn.Module):
         canonical_size: float = 224.0,
     ) -> None:
         super().__init__()
-        if op not in ROI_OPS:
-            raise ValueError(f"unknown RoI operator {op!r}; choose one of {ROI_OPS}")
-        if mode not in ROI_MODES:
-            raise ValueError(f"unknown RoI pooling mode {mode!r}; choose one of {ROI_MODES}")
-        if op == "roi_pool" and mode != "max":
-            raise ValueError("roi_pool always max-pools (Fast R-CNN); use mode='max' with it")
         if len(feature_names) != len(strides) or not feature_names:
             raise ValueError(f"need one stride per feature map, got {feature_names} and {strides}")
         self.feature_names = list(feature_names)
@@ -75,13 +117,7 @@ class RoIFeatureExtractor(nn.Module):
         self.op, self.mode = op, mode
         self.sampling_ratio, self.aligned = sampling_ratio, aligned
         self.k0, self.canonical_size = k0, canonical_size
-
-    def _pool(self, feature: Tensor, rois: Tensor, stride: int) -> Tensor:
-        scale = 1.0 / stride
-        if self.op == "roi_pool":
-            return ops.roi_pool(feature, rois, self.output_size, scale)
-        fn = ops.roi_align if self.op == "roi_align" else ops.roi_warp
-        return fn(feature, rois, self.output_size, scale, self.sampling_ratio, self.aligned, self.mode)
+        self.pool = roi_operator(op, mode, output_size, sampling_ratio, aligned)
 
     def forward(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
         maps = [ops.float32_under_autocast(features[name]) for name in self.feature_names]  # exact RoIs
@@ -89,11 +125,11 @@ class RoIFeatureExtractor(nn.Module):
             [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0
         ).to(maps[0].dtype)
         if len(maps) == 1:
-            return self._pool(maps[0], rois, self.strides[0])
+            return self.pool(maps[0], rois, 1.0 / self.strides[0])
         levels = assign_fpn_levels(rois[:, 1:], self.levels[0], self.levels[-1], self.k0, self.canonical_size)
         out = maps[0].new_zeros((rois.shape[0], maps[0].shape[1], self.output_size, self.output_size))
         for level, feature, stride in zip(self.levels, maps, self.strides, strict=True):
             idx = torch.nonzero(levels == level).squeeze(1)
             if idx.numel():
-                out.index_copy_(0, idx, self._pool(feature, rois[idx], stride))
+                out.index_copy_(0, idx, self.pool(feature, rois[idx], 1.0 / stride))
         return out

@@ -9,36 +9,57 @@ Inference (§3.1 "Inference"): the box head scores all proposals; per-class NMS 
 the mask head then runs on those *detection* boxes (not the proposals), and only the mask of the predicted
 class is kept.
 
-The C4 variant (Figure 4 left) runs res5 on 14×14 RoI features inside the box head and hands res5's 7×7
-output to its mask head; C5 and FPN (Figure 4 right) pool separate 7×7 (box) and 14×14 (mask) features.
+Figure 4's two head architectures are two classes over one base:
+
+- :class:`RoIHeads`, the base: sampling, targets, losses and inference. It pools with ``box_pooler`` and
+  scores with ``box_head``; where the mask head's features come from is the subclasses' business.
+- :class:`StandardRoIHeads` (C5, FPN: Figure 4 right): a second pooler, ``mask_pooler``, cuts the mask
+  head's own 14×14 features out of the maps the box head reads.
+- :class:`Res5RoIHeads` (C4: Figure 4 left): one pooler (14×14 from res4); res5 runs on its output, and
+  res5's 7×7 features feed both the box predictor and the C4 mask head.
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
 from mrcnn_lite.modeling.box_coder import BoxCoder
+from mrcnn_lite.modeling.box_head import Res5BoxHead
 from mrcnn_lite.modeling.losses import fast_rcnn_loss, mask_loss, mask_targets
+from mrcnn_lite.modeling.mask_head import C4MaskHead
 from mrcnn_lite.modeling.matcher import Matcher
 from mrcnn_lite.modeling.poolers import RoIFeatureExtractor
 from mrcnn_lite.modeling.postprocess import postprocess_detections, select_masks
 from mrcnn_lite.modeling.sampler import BalancedPositiveNegativeSampler
 
 
-class RoIHeads(nn.Module):
-    """Box and mask heads on RoIs, with their targets and losses (train) or detections (eval).
+class HeadOutputs(NamedTuple):
+    """What the heads compute on the sampled RoIs of a training batch: ``class_logits [R, K]`` and
+    ``box_deltas [R, 4K]`` for all of them, ``mask_logits [P, K_out, m, m]`` for the positives (None
+    without a mask branch)."""
 
-    ``mask_head`` is None for Faster R-CNN (Table 3). With ``mask_pooler=None`` (C4), the mask head reads
-    the box head's res5 features: of the sampled positives when training, of the detections at inference.
+    class_logits: Tensor
+    box_deltas: Tensor
+    mask_logits: Tensor | None
+
+
+class RoIHeads(nn.Module):
+    """Sampling, targets, losses (train) and detections (eval) around a box head and a mask head (§3.1).
+
+    ``box_pooler`` cuts each RoI's features for ``box_head``, which returns ``(class_logits, box_deltas)``.
+    ``mask_head`` is None for Faster R-CNN (Table 3). Subclasses say where the mask head's features come
+    from (:meth:`forward_mask`) and may share work between the branches in training (:meth:`forward_train`).
     """
 
     def __init__(
         self,
+        *,
         box_pooler: RoIFeatureExtractor,
         box_head: nn.Module,
-        mask_pooler: RoIFeatureExtractor | None,
         mask_head: nn.Module | None,
         fg_iou_thresh: float = 0.5,
         batch_size_per_image: int = 512,
@@ -47,20 +68,19 @@ class RoIHeads(nn.Module):
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_image: int = 100,
-        mask_resolution: int = 28,
+        mask_size: int = 28,
         mask_loss: str = "sigmoid",
         class_agnostic_masks: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.box_pooler, self.box_head = box_pooler, box_head
-        self.mask_pooler, self.mask_head = mask_pooler, mask_head
+        self.box_pooler, self.box_head, self.mask_head = box_pooler, box_head, mask_head
         self.matcher = Matcher(fg_iou_thresh, fg_iou_thresh, allow_low_quality_matches=False)
         self.sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
         self.box_coder = BoxCoder(box_coder_weights)
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_image = detections_per_image
-        self.mask_resolution = mask_resolution
+        self.mask_size = mask_size
         self.mask_loss_kind = mask_loss
         self.class_agnostic_masks = class_agnostic_masks
         self.generator = generator
@@ -76,7 +96,7 @@ class RoIHeads(nn.Module):
         """Match proposals (+ GT boxes) to the ground truth and sample RoIs at 1:3.
 
         Returns, per image: sampled RoIs ``[R, 4]``, their labels (0 = background), box regression
-        targets ``[R, 4]`` and the index of the matched ground truth (meaningful for positives).
+        targets ``[R, 4]`` and ``matched``, the index of each RoI's ground truth (meaningful for positives).
         """
         rois, labels, reg_targets, matched = [], [], [], []
         for props, target in zip(proposals, targets, strict=True):
@@ -100,6 +120,26 @@ class RoIHeads(nn.Module):
             matched.append(idx)
         return rois, labels, reg_targets, matched
 
+    # ------------------------------------------------------------------------------------------ heads
+    def forward_box(self, features: dict[str, Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """``(class_logits, box_deltas)`` of the boxes (per image, image pixels), in box order."""
+        return self.box_head(self.box_pooler(features, boxes))
+
+    def forward_mask(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
+        """Mask logits ``[sum L, K_out, m, m]`` of the boxes (per image): the subclass's mask branch."""
+        raise NotImplementedError(f"{type(self).__name__} has no mask branch")
+
+    def forward_train(
+        self, features: dict[str, Tensor], rois: list[Tensor], positives: list[Tensor] | None
+    ) -> HeadOutputs:
+        """Both branches on the sampled ``rois``; the mask branch on ``rois[i][positives[i]]`` only
+        (``positives`` is None without a mask head). Here the branches share nothing."""
+        class_logits, box_deltas = self.forward_box(features, rois)
+        if positives is None:
+            return HeadOutputs(class_logits, box_deltas, None)
+        pos_rois = [r[p] for r, p in zip(rois, positives, strict=True)]
+        return HeadOutputs(class_logits, box_deltas, self.forward_mask(features, pos_rois))
+
     # ------------------------------------------------------------------------------------------ forward
     def forward(
         self,
@@ -117,37 +157,32 @@ class RoIHeads(nn.Module):
     def _train(
         self, features: dict[str, Tensor], proposals: list[Tensor], targets: list[dict[str, Tensor]]
     ) -> dict[str, Tensor]:
+        """L = L_cls + L_box (+ L_mask) on the sampled RoIs (§3 "Multi-task loss")."""
         rois, labels, reg_targets, matched = self.sample_proposals(proposals, targets)
-        class_logits, box_deltas, res5 = self.box_head(self.box_pooler(features, rois))
+        positives = [torch.where(lab > 0)[0] for lab in labels] if self.with_mask else None
+        out = self.forward_train(features, rois, positives)
         loss_cls, loss_box = fast_rcnn_loss(
-            class_logits, box_deltas, torch.cat(labels), torch.cat(reg_targets)
+            out.class_logits, out.box_deltas, torch.cat(labels), torch.cat(reg_targets)
         )
         losses = {"loss_cls": loss_cls, "loss_box": loss_box}
-        if not self.with_mask:
+        if positives is None or out.mask_logits is None:
             return losses
-
-        pos = [torch.where(lab > 0)[0] for lab in labels]
-        pos_rois = [r[p] for r, p in zip(rois, pos, strict=True)]
-        if self.mask_pooler is None:  # C4: the mask head reads res5's output for the positive RoIs
-            offsets = torch.cumsum(torch.tensor([0] + [len(r) for r in rois[:-1]]), 0).tolist()
-            flat = torch.cat([p + o for p, o in zip(pos, offsets, strict=True)])
-            mask_logits = self.mask_head(res5[flat])
-        else:
-            mask_logits = self.mask_head(self.mask_pooler(features, pos_rois))
-        targets_m = [
-            mask_targets(t["masks"], r, m[p], self.mask_resolution)
-            for t, r, m, p in zip(targets, pos_rois, matched, pos, strict=True)
+        mask_targets_per_image = [
+            mask_targets(t["masks"], r[p], gt[p], self.mask_size)
+            for t, r, gt, p in zip(targets, rois, matched, positives, strict=True)
         ]
-        pos_labels = torch.cat([lab[p] for lab, p in zip(labels, pos, strict=True)])
+        pos_labels = torch.cat([lab[p] for lab, p in zip(labels, positives, strict=True)])
         losses["loss_mask"] = mask_loss(
-            mask_logits, torch.cat(targets_m), pos_labels, self.mask_loss_kind, self.class_agnostic_masks
-        )
+            out.mask_logits, torch.cat(mask_targets_per_image), pos_labels, self.mask_loss_kind,
+            self.class_agnostic_masks,
+        )  # fmt: skip
         return losses
 
     def _infer(
         self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]
     ) -> list[dict[str, Tensor]]:
-        class_logits, box_deltas, _ = self.box_head(self.box_pooler(features, proposals))
+        """Detections (§3.1 "Inference"): boxes, per-class NMS, then masks on the detections."""
+        class_logits, box_deltas = self.forward_box(features, proposals)
         detections = postprocess_detections(
             class_logits, box_deltas, proposals, image_sizes, self.box_coder,
             self.score_thresh, self.nms_thresh, self.detections_per_image,
@@ -156,17 +191,79 @@ class RoIHeads(nn.Module):
             return detections
         boxes = [d["boxes"] for d in detections]
         if sum(len(b) for b in boxes) == 0:
-            m = self.mask_resolution
             for d in detections:
-                d["masks"] = d["boxes"].new_zeros((0, 1, m, m))
+                d["masks"] = d["boxes"].new_zeros((0, 1, self.mask_size, self.mask_size))
             return detections
-        if self.mask_pooler is None:  # C4: res5 on the detections' 14x14 features, then the mask head
-            _, _, res5 = self.box_head(self.box_pooler(features, boxes))
-            mask_logits = self.mask_head(res5)
-        else:
-            mask_logits = self.mask_head(self.mask_pooler(features, boxes))
+        mask_logits = self.forward_mask(features, boxes)
         labels = torch.cat([d["labels"] for d in detections])
         probs = select_masks(mask_logits, labels, self.mask_loss_kind, self.class_agnostic_masks)
         for d, p in zip(detections, probs.split([len(b) for b in boxes]), strict=True):
             d["masks"] = p  # [D, 1, m, m] probabilities; MaskRCNN pastes them into the image
         return detections
+
+
+class StandardRoIHeads(RoIHeads):
+    """C5 and FPN heads (Figure 4 right): ``mask_pooler`` pools the mask head's own features (14×14) from
+    the maps the box head reads. ``mask_pooler`` and ``mask_head`` are both set or both None (Faster R-CNN).
+    The other keyword arguments are :class:`RoIHeads`'s."""
+
+    def __init__(
+        self,
+        *,
+        box_pooler: RoIFeatureExtractor,
+        box_head: nn.Module,
+        mask_pooler: RoIFeatureExtractor | None = None,
+        mask_head: nn.Module | None = None,
+        **settings: Any,
+    ) -> None:
+        if (mask_pooler is None) != (mask_head is None):
+            raise ValueError("a mask branch needs both mask_pooler and mask_head (or neither: Faster R-CNN)")
+        super().__init__(box_pooler=box_pooler, box_head=box_head, mask_head=None, **settings)
+        # registered in the order the branch runs (the printed model lists box_pooler, box_head,
+        # mask_pooler, mask_head); the state dict's keys do not depend on it
+        self.mask_pooler = mask_pooler
+        self.mask_head = mask_head
+
+    def forward_mask(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
+        if self.mask_pooler is None or self.mask_head is None:
+            raise RuntimeError("this model has no mask branch (Faster R-CNN)")
+        return self.mask_head(self.mask_pooler(features, boxes))
+
+
+class Res5RoIHeads(RoIHeads):
+    """C4 heads (Figure 4 left): one pooler, ``box_pooler`` (14×14 from res4); the box head's res5 runs on
+    its output and res5's 7×7 features feed both the box predictor and ``mask_head``
+    (:class:`~mrcnn_lite.modeling.mask_head.C4MaskHead`, or None for Faster R-CNN). In training res5 runs
+    once for both branches (the mask head reads the positive RoIs' rows); at inference it runs again, on
+    the detections. The other keyword arguments are :class:`RoIHeads`'s."""
+
+    box_head: Res5BoxHead
+
+    def __init__(
+        self,
+        *,
+        box_pooler: RoIFeatureExtractor,
+        box_head: Res5BoxHead,
+        mask_head: C4MaskHead | None = None,
+        **settings: Any,
+    ) -> None:
+        if not isinstance(box_head, Res5BoxHead):
+            raise TypeError(f"Res5RoIHeads needs a Res5BoxHead, got {type(box_head).__name__}")
+        super().__init__(box_pooler=box_pooler, box_head=box_head, mask_head=mask_head, **settings)
+
+    def forward_mask(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
+        if self.mask_head is None:
+            raise RuntimeError("this model has no mask branch (Faster R-CNN)")
+        return self.mask_head(self.box_head.run_res5(self.box_pooler(features, boxes)))
+
+    def forward_train(
+        self, features: dict[str, Tensor], rois: list[Tensor], positives: list[Tensor] | None
+    ) -> HeadOutputs:
+        """res5 once on all sampled RoIs; the mask head reads the rows of the positive ones."""
+        res5 = self.box_head.run_res5(self.box_pooler(features, rois))
+        class_logits, box_deltas = self.box_head.predict(res5)
+        if positives is None or self.mask_head is None:
+            return HeadOutputs(class_logits, box_deltas, None)
+        offsets = torch.cumsum(torch.tensor([0] + [len(r) for r in rois[:-1]]), 0).tolist()
+        rows = torch.cat([p + o for p, o in zip(positives, offsets, strict=True)])
+        return HeadOutputs(class_logits, box_deltas, self.mask_head(res5[rows]))
