@@ -59,11 +59,11 @@ from mrcnn_lite.config import Config, eval_size, get_config, rescale_schedule, t
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.inference import evaluate_model
+from mrcnn_lite.engine.run import git_commit, repo_root, seed_everything
 from mrcnn_lite.engine.schedule import build_optimizer, lr_at, set_lr
-from mrcnn_lite.engine.trainer import batches, git_commit, seed_all, train
+from mrcnn_lite.engine.trainer import batches, train
 from mrcnn_lite.evaluation.coco_eval import evaluate, to_coco_results
 from mrcnn_lite.modeling.build import build_model
-from mrcnn_lite.workbook import repo_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"box_AP": 0.65, "mask_AP": 0.60, "minutes": 10.0}
@@ -149,7 +149,7 @@ def train_torchvision(twin: MaskRCNN, cfg: Config, dataset: CocoDetection, budge
     cut torchvision's run before its lr step because its steps slow down as the RPN finds objects)."""
     twin.train()
     twin.transform.resize = lambda image, target=None: (image, target)  # our transforms already resized
-    seed_all(cfg.seed)
+    seed_everything(cfg.seed)
     data = batches(dataset, cfg, 0)
     optimizer = build_optimizer(twin, cfg)
     t = cfg.train
@@ -261,7 +261,7 @@ def main() -> None:
     )
 
     if not args.skip_torchvision:
-        seed_all(cfg.seed)
+        seed_everything(cfg.seed)
         with contextlib.redirect_stdout(io.StringIO()):
             train_set = CocoDetection(
                 cfg.data.root,

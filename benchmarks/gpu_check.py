@@ -58,6 +58,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the checkout's m
     sys.path.insert(0, str(ROOT))
 
 from mrcnn_lite.atomic import write_json  # noqa: E402  (after the sys.path line above)
+from mrcnn_lite.provenance import git_commit  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 LOGS = ROOT / "build" / "gpu-check"  # ignored; the log is also copied to --out
@@ -166,16 +167,6 @@ class Clock:
         return statistics.median(times), len(times)
 
 
-def git_commit() -> str:
-    try:
-        git = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 10}
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], **git).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha or "unknown") + ("+dirty" if dirty.strip() else "")
-
-
 def shapes_dataset(folder: Path, num_train: int) -> Path:
     """A small synthetic COCO-format set (our generator) in ``folder``."""
     from mrcnn_lite.data.shapes import generate
@@ -199,7 +190,7 @@ def stage_env(ctx: dict) -> dict:
         "torchvision": torchvision.__version__,
         "cuda_available": torch.cuda.is_available(),
         "cpu_count": os.cpu_count(),
-        "commit": git_commit(),
+        "commit": git_commit(dirty=True),
     }
     nvcc = shutil.which("nvcc") or (
         str(Path(os.environ["CUDA_HOME"], "bin", "nvcc")) if os.environ.get("CUDA_HOME") else None
@@ -863,7 +854,7 @@ def driver(args: argparse.Namespace) -> int:
         "dry_run": args.dry_run,
         "device": device,
         "torch": torch.__version__,
-        "commit": git_commit(),
+        "commit": git_commit(dirty=True),
         "budget_seconds": args.budget,
         "stages": {},
     }

@@ -22,6 +22,7 @@ from torch.utils.benchmark import Timer
 import mrcnn_lite.ops as ops
 from mrcnn_lite.atomic import write_json
 from mrcnn_lite.ops import reference
+from mrcnn_lite.provenance import git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"fwd": 2.0, "fwd+bwd": 5.0}  # CPU speedup over torchvision to reach
@@ -47,20 +48,6 @@ def time_ms(fn, device: str, min_run_time: float) -> float:
         min_run_time=min_run_time
     )
     return m.median * 1e3
-
-
-def git_commit() -> str:
-    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or "unknown"."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        git = {"cwd": root, "capture_output": True, "text": True}
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], **git).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git).stdout
-    except OSError:
-        return "unknown"
-    return (sha.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
 
 
 def cpu_model() -> str:
@@ -135,7 +122,7 @@ def main() -> None:
 
     info = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": git_commit(dirty=True),
         "device": args.device,
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else cpu_model(),
         "cpu_model": cpu_model(),

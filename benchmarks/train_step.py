@@ -26,8 +26,8 @@ import mrcnn_lite
 from mrcnn_lite.atomic import write_json
 from mrcnn_lite.config import get_config
 from mrcnn_lite.data.coco import CocoDetection
+from mrcnn_lite.engine.run import repo_root
 from mrcnn_lite.modeling.build import build_model
-from mrcnn_lite.workbook import data_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.7
@@ -35,7 +35,7 @@ TARGET = 0.7
 
 def batch(size: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Two shapes training images resized to size×size (float in [0, 1]) with plain-tensor targets."""
-    ds = CocoDetection(data_dir("shapes"), "train2017", train=True)
+    ds = CocoDetection(repo_root() / "data" / "shapes", "train2017", train=True)
     images, targets = [], []
     for i in range(2):
         image, t = ds[i]

@@ -47,6 +47,7 @@ from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.checkpoint import CheckpointError, check_state_dict, read_checkpoint
 from mrcnn_lite.engine.distributed import cleanup, init_distributed, is_main_process
 from mrcnn_lite.engine.inference import evaluate_model, stats_to_dict
+from mrcnn_lite.engine.run import run_config
 from mrcnn_lite.engine.trainer import LAST, train
 from mrcnn_lite.modeling.build import build_model
 from mrcnn_lite.modeling.finite import NonFiniteError
@@ -106,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train", help="train a model from a preset config", formatter_class=fmt,
         description=_text(
-            "Train Mask R-CNN with SGD, linear warm-up and the step schedule of §3.1. Writes run.json "
+            "Train Mask R-CNN with the preset's optimizer (train.optimizer: AdamW in the classroom presets, "
+            "the paper's SGD in the coco_* ones), linear warm-up and the step schedule of §3.1 "
+            "(train.lr_schedule=cosine for a cosine decay). Writes run.json "
             "(config, seed, versions), metrics.jsonl (losses and lr), model_{iter}.pth checkpoints, "
             "model_final.pth and last_checkpoint into --out. A diverging run (a NaN or infinite proposal, "
             "box, loss or weight) stops with exit code 1 and a message naming the iteration, the term and "
@@ -315,7 +318,7 @@ def _load_weights(model: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> N
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = get_config(args.config, args.overrides)
+    cfg = run_config(args.config, args.overrides)
     out = args.out or Path("runs") / cfg.name
     _check_device(args.device)
     if args.max_iter is not None and args.max_iter < 1:

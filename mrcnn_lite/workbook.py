@@ -1,20 +1,37 @@
-"""Small helpers the notebooks share: where the repository is, seeding, the CI switch, saving figures.
+"""Notebook-only helpers: where figures go and how they are saved, the CI ("quick") switch, and executing
+the workbook's notebooks with papermill (``python -m mrcnn_lite.workbook``).
 
-The workbook's notebooks import these instead of re-implementing them, so that every notebook saves its
-figures the same way and obeys the same "quick" switch under CI.
+No library module imports this one; the library is imported here instead. What runs a model (a run's
+config, train-or-resume, seeding, the checkout's folder) lives in :mod:`mrcnn_lite.engine.run`, and is
+re-exported here under the names the notebooks use (``seed_everything``, ``repo_root``,
+``train_or_resume``; ``notebook_config`` is :func:`~mrcnn_lite.engine.run.run_config` with the notebooks'
+defaults).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import random
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from mrcnn_lite.atomic import atomic_path
+from mrcnn_lite.config import Config
+from mrcnn_lite.engine.run import repo_root, run_config, seed_everything, train_or_resume
+from mrcnn_lite.kernels import kernel_manager_config
+
+__all__ = [
+    "data_dir",
+    "execute",
+    "figures_dir",
+    "kernel_manager_config",
+    "notebook_config",
+    "quick_mode",
+    "refresh_progress_fallbacks",
+    "repo_root",
+    "save_figure",
+    "seed_everything",
+    "strip_volatile_metadata",
+    "train_or_resume",
+]
 
 #: The one documented switch: ``MRCNN_LITE_QUICK=1`` makes long notebook runs use a CI-sized schedule.
 QUICK_ENV = "MRCNN_LITE_QUICK"
@@ -22,15 +39,6 @@ QUICK_ENV = "MRCNN_LITE_QUICK"
 #: folder). ``make test`` and ``make nbval`` point it at an ignored folder, so that only ``make workbook``
 #: rewrites the committed ``figures/``.
 FIGURES_ENV = "MRCNN_LITE_FIGURES_DIR"
-
-
-def repo_root() -> Path:
-    """The checkout's top folder (the one with ``pyproject.toml``), found from this file or the cwd."""
-    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
-        for folder in (start, *start.parents):
-            if (folder / "pyproject.toml").is_file() and (folder / "mrcnn_lite").is_dir():
-                return folder
-    raise FileNotFoundError("cannot find the mrcnn_lite checkout (pyproject.toml beside mrcnn_lite/)")
 
 
 def data_dir(name: str = "shapes") -> Path:
@@ -53,14 +61,6 @@ def quick_mode() -> bool:
     return os.environ.get(QUICK_ENV, "0") not in ("", "0", "false", "False")
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; returns a torch.Generator seeded the same way for explicit use."""
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - seeds third-party code that uses the legacy global RNG
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
 def save_figure(fig, name: str, dpi: int = 110) -> Path:
     """Save a matplotlib figure as ``figures/<name>.png`` atomically (temp file + rename) and return the path.
 
@@ -78,38 +78,11 @@ def notebook_config(
     max_iter: int | None = None,
     seed: int = 0,
     checkpoints: int = 4,
-):
-    """The config a training notebook runs: preset ``name`` with ``overrides`` and ``seed``, its schedule
-    shrunk to ``max_iter`` (:func:`mrcnn_lite.config.rescale_schedule`; None keeps the preset's) and
-    ``checkpoints`` checkpoints along the run. Notebooks 06 and 07 call it with the same parameters, so
-    07 evaluates exactly the run 06 trained."""
-    from mrcnn_lite.config import get_config, rescale_schedule
-
-    cfg = get_config(name, [*(overrides or []), f"seed={seed}"])
-    if max_iter is not None:
-        cfg = rescale_schedule(cfg, max_iter)
-    period = -(-cfg.train.max_iter // checkpoints)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_period=period))
-
-
-def train_or_resume(cfg, run_dir: str | Path, progress: bool = True) -> dict:
-    """``train(cfg, run_dir, resume=True)``: finish (or skip, when complete) the run in ``run_dir``.
-
-    A ``run_dir`` holding a run of another config is cleared first, so a notebook re-run with new
-    parameters never resumes a different run."""
-    import json
-    import shutil
-
-    from mrcnn_lite.config import to_dict
-    from mrcnn_lite.engine.trainer import train
-
-    run_dir = Path(run_dir)
-    info = run_dir / "run.json"
-    if run_dir.exists():
-        old = json.loads(info.read_text())["config"] if info.is_file() else None
-        if old != json.loads(json.dumps(to_dict(cfg))):
-            shutil.rmtree(run_dir)
-    return train(cfg, run_dir, resume=True, progress=progress)
+) -> Config:
+    """:func:`~mrcnn_lite.engine.run.run_config` with the training notebooks' defaults (seed 0, four
+    checkpoints). Notebooks 06 and 07 call it with the same parameters, so 07 evaluates exactly the run
+    06 trained."""
+    return run_config(name, overrides, max_iter, seed, checkpoints)
 
 
 # --------------------------------------------------------------------------- executing the workbook
@@ -168,20 +141,6 @@ def strip_volatile_metadata(path: Path) -> None:
         nb.metadata.get("papermill", {}).pop(key, None)
     with atomic_path(path) as tmp:
         nbformat.write(nb, str(tmp))
-
-
-def kernel_manager_config():
-    """The traitlets config of the kernels :func:`execute` starts: CurveZMQ-encrypted channels.
-
-    ipykernel 7 logs "Kernel is running over TCP without encryption" at every start unless the kernel
-    manager provisions CurveZMQ keys, which jupyter_client's ``transport_encryption="auto"`` does for a
-    kernelspec that declares ``"supported_encryption": ["curve"]`` (ipykernel's own does). So the kernels
-    really are encrypted, and a kernelspec without that declaration still gets the (then true) warning."""
-    import zmq
-    from traitlets.config import Config
-
-    policy = "auto" if zmq.has("curve") else "disabled"  # "auto" is refused where libzmq lacks Curve
-    return Config({"KernelManager": {"transport_encryption": policy}})
 
 
 def execute(paths: list[Path], kernel: str = "python3", timeout: int = 1800) -> dict[str, float]:

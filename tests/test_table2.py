@@ -144,15 +144,15 @@ def test_2a_runs_load_the_trunk_of_their_depth() -> None:
 def test_a_run_is_finished_when_its_recorded_config_is_what_its_parameters_resolve_to(tmp_path: Path) -> None:
     """The skip rule compares configs, not override strings: spelled differently, the same run is skipped;
     spelled the same after its preset changed, it is retrained; any other parameter must be equal."""
+    from mrcnn_lite.ablations.runner import experiment_config
     from mrcnn_lite.config import to_dict
-    from mrcnn_lite.workbook import notebook_config
 
     params = {
         "RUN": "c5_roialign", "PRESET": "classroom_c5", "SEED": 1, "MAX_ITER": 40, "MAX_VAL_IMAGES": 8,
         "OVERRIDES": ["model.roi_op=roi_align", "model.weights_path=/old/trunk.pth", "model.freeze_at=5"],
         "GRID_PRESET": "smoke", "TRUNK_SHA256": "ab12",
     }  # fmt: skip
-    config = to_dict(notebook_config(params["PRESET"], params["OVERRIDES"], 40, 1, checkpoints=2))
+    config = to_dict(experiment_config(params))  # what the experiment notebook records
 
     def record(config: dict | None, params: dict = params) -> Path:
         run_dir = tmp_path / "run"

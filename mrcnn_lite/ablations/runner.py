@@ -8,8 +8,10 @@ first (when the grid preset has them: ResNet-18 in ``_trunk/``, ResNet-34 for 2a
 reproduction already holds whole tables for its first seeds.
 
 - **Resumable**: a (run, seed) whose ``metrics.json`` records the same parameters, and the config they
-  resolve to now (:func:`finished`), is skipped; an interrupted one resumes from its last checkpoint (the
-  notebook calls ``train_or_resume``).
+  resolve to now, is skipped (:func:`~mrcnn_lite.ablations.records.finished`, which resolves them with
+  the notebook's own :func:`~mrcnn_lite.ablations.records.experiment_config`); an interrupted one resumes
+  from its last checkpoint. The notebook and the shared trunks train, evaluate and record through the
+  same :mod:`mrcnn_lite.engine.run` functions (``train_or_resume``, ``evaluate_run``, ``run_record``).
 - **Failures are kept, not fatal**: a run that raises leaves ``error.json`` (the error and the executed
   notebook's traceback stay in ``run.ipynb``) and the grid carries on; a later invocation retries it.
 - ``log.jsonl`` in ``<out>`` gets one line per attempt (run, seed, status, wall seconds), from which the
@@ -31,13 +33,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mrcnn_lite.ablations.grid import FPN_OVERRIDES, GRID_PRESETS, GridPreset, Run, run_overrides, select
+from mrcnn_lite.ablations.grid import FPN_OVERRIDES, GRID_PRESETS, GridPreset, Run, select
+from mrcnn_lite.ablations.records import experiment_config, finished, read_record, run_params
 from mrcnn_lite.atomic import atomic_path, write_json
-from mrcnn_lite.workbook import kernel_manager_config, repo_root
+from mrcnn_lite.kernels import kernel_manager_config
+from mrcnn_lite.provenance import repo_root
+
+__all__ = [  # the skip rule's names stay importable from here
+    "GridResult", "experiment_config", "finished", "read_record", "run_grid", "run_one", "run_params",
+    "save_weights", "shared_trunk",
+]  # fmt: skip
 
 TEMPLATE = Path("notebooks") / "experiments" / "ablation_run.ipynb"
 TRUNK_PRESET = "classroom_fpn"
 TRUNK_SEED = 0
+TRUNK_CHECKPOINTS = 4  # checkpoints along the trunk's run (its resume points)
 
 
 def save_weights(state_dict: dict[str, Any], path: Path) -> None:
@@ -61,17 +71,6 @@ def _log(out: Path, **entry: Any) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path`` (``metrics.json``, ``trunk.json``), or None when the file is missing,
-    unreadable, cut short, not UTF-8 or not a JSON object: a damaged record counts as no record, so what it
-    recorded is redone instead of the grid stopping on it."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # ValueError: json.JSONDecodeError and UnicodeDecodeError
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def trunk_folder(out: Path, backbone: str) -> Path:
     """Where the shared trunk of ``backbone`` lives: ``<out>/_trunk`` (ResNet-18), ``<out>/_trunk_<name>``."""
     return out / ("_trunk" if backbone == "resnet18" else f"_trunk_{backbone}")
@@ -92,116 +91,26 @@ def shared_trunk(
     if not grid.shared_trunk:
         return None
 
-    from mrcnn_lite.config import to_dict
-    from mrcnn_lite.engine.inference import eval_dataset, evaluate_model, stats_to_dict
-    from mrcnn_lite.engine.trainer import git_commit
-    from mrcnn_lite.workbook import notebook_config, train_or_resume
+    from mrcnn_lite.engine.run import plain_config, run_config, train_and_evaluate
 
     folder = trunk_folder(out, backbone)
     overrides = [*FPN_OVERRIDES, *(overrides or []), f"model.backbone={backbone}"]
-    cfg = notebook_config(TRUNK_PRESET, overrides, grid.trunk_iters, seed=TRUNK_SEED, checkpoints=4)
+    cfg = run_config(TRUNK_PRESET, overrides, grid.trunk_iters, TRUNK_SEED, TRUNK_CHECKPOINTS)
     info_path, weights = folder / "trunk.json", folder / "trunk.pth"
-    config = json.loads(json.dumps(to_dict(cfg)))
     info = read_record(info_path)  # a damaged trunk.json counts as none: the trunk is trained (resumed) again
     if info is not None and weights.is_file():
-        if info.get("config") == config and info.get("sha256") == sha256(weights):
+        if info.get("config") == plain_config(cfg) and info.get("sha256") == sha256(weights):
             return info
-    tic = time.perf_counter()
-    result = train_or_resume(cfg, folder / "train", progress=progress)
-    seconds = time.perf_counter() - tic
-    model = result["model"].eval()
+    model, record = train_and_evaluate(cfg, folder / "train", grid.max_val_images, progress)
     save_weights(model.backbone.body.state_dict(), weights)
-    tic = time.perf_counter()
-    metrics = stats_to_dict(evaluate_model(model, eval_dataset(cfg, max_images=grid.max_val_images)))
     info = {
         "path": str(weights.resolve()), "sha256": sha256(weights), "preset": TRUNK_PRESET, "seed": TRUNK_SEED,
-        "backbone": backbone,
-        "iterations": cfg.train.max_iter, "train_seconds": seconds, "eval_seconds": time.perf_counter() - tic,
-        "bbox": metrics["bbox"], "segm": metrics.get("segm"), "config": config, "git_commit": git_commit(),
+        "backbone": backbone, **record,
     }  # fmt: skip
     write_json(info_path, info)
-    _log(out, run=folder.name, seed=TRUNK_SEED, status="done", wall_seconds=seconds + info["eval_seconds"])
+    wall = info["train_seconds"] + info["eval_seconds"]
+    _log(out, run=folder.name, seed=TRUNK_SEED, status="done", wall_seconds=wall)
     return info
-
-
-def run_params(
-    run: Run, seed: int, grid: GridPreset, trunks: dict[str, dict[str, Any]] | None, overrides: list[str]
-) -> dict[str, Any]:
-    """The papermill parameters of one (run, seed); ``metrics.json`` records them to decide skipping.
-    ``trunks``: the shared trunk of each backbone (:func:`shared_trunk`'s result), or None."""
-    trunk = (trunks or {}).get(run.backbone)
-    if trunks and run.stage == "heads" and trunk is None:
-        raise ValueError(f"run {run.key!r} needs the {run.backbone} trunk; trunks given: {', '.join(trunks)}")
-    own, iters = run_overrides(run, grid, trunk["path"] if trunk else None)
-    return {
-        "RUN": run.key, "PRESET": run.preset, "OVERRIDES": [*own, *overrides], "SEED": seed,
-        "MAX_ITER": iters, "MAX_VAL_IMAGES": grid.max_val_images, "GRID_PRESET": grid.name,
-        "TRUNK_SHA256": trunk["sha256"] if trunk and run.stage == "heads" else None,
-    }  # fmt: skip
-
-
-#: config fields that do not change what a run trains: the trunk file's path (``TRUNK_SHA256`` names its
-#: content) and how often it checkpoints
-_NOT_COMPARED = {"model": ("weights_path",), "train": ("checkpoint_period",)}
-
-
-def _resolved(params: dict[str, Any]) -> dict[str, Any]:
-    """The config the experiment notebook builds from ``params`` (its ``notebook_config`` call), as JSON,
-    without the fields in ``_NOT_COMPARED``."""
-    from mrcnn_lite.config import to_dict
-    from mrcnn_lite.workbook import notebook_config
-
-    cfg = notebook_config(params["PRESET"], params["OVERRIDES"], params["MAX_ITER"], params["SEED"])
-    return _comparable(json.loads(json.dumps(to_dict(cfg))))
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    return {
-        section: {k: v for k, v in fields.items() if k not in _NOT_COMPARED.get(section, ())}
-        if isinstance(fields, dict) else fields
-        for section, fields in config.items()
-    }  # fmt: skip
-
-
-def finished(run_dir: Path, params: dict[str, Any]) -> bool:
-    """True when ``run_dir`` holds a ``metrics.json`` of the run ``params`` asks for.
-
-    Every parameter but ``OVERRIDES`` must be equal; the overrides are compared by the config they resolve
-    to today (recorded in ``metrics.json``), not as strings: a preset that changed since the run makes it
-    stale even with the same overrides, and overrides spelled differently (reordered, a value pinned to
-    what the preset already has, the trunk at another path with the same checksum) keep it valid. A
-    ``metrics.json`` without a recorded config needs the very same parameters. Config fields added after a
-    run was recorded count as their defaults (:func:`_with_new_fields`)."""
-    recorded = read_record(run_dir / "metrics.json")
-    if recorded is None:  # none, or cut short / corrupted (e.g. by a crash): the run is redone
-        return False
-    wanted = json.loads(json.dumps(params))
-    had = recorded.get("params")
-    if not isinstance(had, dict) or not isinstance(recorded.get("config"), dict):
-        return had == wanted
-    others = lambda p: {k: v for k, v in p.items() if k != "OVERRIDES"}  # noqa: E731
-    if others(had) != others(wanted):
-        return False
-    try:
-        return _comparable(_with_new_fields(recorded["config"])) == _resolved(params)
-    except Exception:  # noqa: BLE001 - overrides that no longer resolve: not this run, retrain (and report)
-        return False
-
-
-def _with_new_fields(config: dict[str, Any]) -> dict[str, Any]:
-    """A recorded config completed with the fields the config classes gained since, at their defaults.
-
-    A field added to a config class defaults to what the code did before it existed, so a run recorded
-    without it trained with that default: it stays finished where today's config leaves the field at its
-    default, and is stale where a preset or an override sets another value."""
-    from mrcnn_lite.config import Config, to_dict
-
-    defaults = json.loads(json.dumps(to_dict(Config())))
-    return {
-        section: {**defaults[section], **fields}
-        if isinstance(fields, dict) and isinstance(defaults.get(section), dict) else fields
-        for section, fields in config.items()
-    }  # fmt: skip
 
 
 _kernel_starts = threading.Lock()
@@ -325,7 +234,7 @@ def run_grid(
     from tqdm.auto import tqdm
 
     from mrcnn_lite.ablations import report
-    from mrcnn_lite.config import ConfigError, get_config, rescale_schedule
+    from mrcnn_lite.config import ConfigError
 
     if preset not in GRID_PRESETS:
         raise ConfigError(f"unknown grid preset {preset!r}; valid: {', '.join(GRID_PRESETS)}")
@@ -347,9 +256,9 @@ def run_grid(
     placeholders = {b: {"path": "trunk.pth", "sha256": None} for b in backbones}
     for run in runs:  # every config is valid before hours of training start (bad keys fail here)
         p = run_params(run, 0, grid, placeholders or None, overrides)
-        cfg = get_config(p["PRESET"], [o for o in p["OVERRIDES"] if not o.startswith("model.weights_path=")])
-        if p["MAX_ITER"] is not None:
-            rescale_schedule(cfg, p["MAX_ITER"])
+        experiment_config(
+            {**p, "OVERRIDES": [o for o in p["OVERRIDES"] if not o.startswith("model.weights_path=")]}
+        )
 
     trunks = {b: shared_trunk(grid, out, overrides, progress, backbone=b) for b in backbones}
     todo = [(run, seed) for seed in range(n_seeds) for run in runs]

@@ -5,6 +5,8 @@
 - :mod:`~mrcnn_lite.engine.trainer`: :func:`train`, deterministic and resumable.
 - :mod:`~mrcnn_lite.engine.inference`: :func:`predict_dataset` with per-stage timing (§4 "Timing") and
   :func:`evaluate_model` (COCO box and mask AP).
+- :mod:`~mrcnn_lite.engine.run`: what runs a model, for every caller (CLI, Table 2 runner, notebooks,
+  benchmarks): a run's config, train-or-resume, train-and-evaluate and its record, seeding, git commit.
 """
 
 from mrcnn_lite.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint

@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
-import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -79,6 +77,7 @@ from mrcnn_lite.engine.distributed import (
 from mrcnn_lite.engine.schedule import build_optimizer, lr_at, set_lr
 from mrcnn_lite.modeling.build import build_model
 from mrcnn_lite.modeling.finite import NonFiniteError, all_finite
+from mrcnn_lite.provenance import git_commit, seed_everything
 
 LAST = "last_checkpoint"
 
@@ -140,25 +139,6 @@ def batches(
         epoch, skip = epoch + 1, 0
 
 
-def seed_all(seed: int) -> None:
-    """Seed Python, numpy and torch (the trainer's only sources of randomness)."""
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 (third-party code draws from the legacy global state)
-    torch.manual_seed(seed)
-
-
-def git_commit() -> str:
-    """The commit of the checkout the library runs from, or "unknown"."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(mrcnn_lite.__file__).parent, capture_output=True,
-            text=True, timeout=10, check=True,
-        )  # fmt: skip
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _to_device(images: list, targets: list, device: torch.device) -> tuple[list, list]:
     images = [im.as_subclass(torch.Tensor).to(device) for im in images]
     targets = [
@@ -180,8 +160,9 @@ def train_step(
     clip_grad_norm: float | None = None,
     amp: bool | None = None,
 ) -> dict[str, float]:
-    """One SGD step on the sum of the losses (the paper's multi-task loss L = Lcls + Lbox + Lmask, plus the
-    RPN's, §3), gradients clipped to ``clip_grad_norm``. Returns each loss and ``total_loss`` as floats.
+    """One optimizer step (SGD or AdamW, ``train.optimizer``) on the sum of the losses (the paper's
+    multi-task loss L = Lcls + Lbox + Lmask, plus the RPN's, §3), gradients clipped to
+    ``clip_grad_norm``. Returns each loss and ``total_loss`` as floats.
 
     Mixed precision (``amp``; default: ``scaler.is_enabled()``): on CUDA float16 autocast with the loss
     scaled by ``scaler``; on the CPU bfloat16 autocast, which has float32's exponent range and needs no
@@ -373,7 +354,7 @@ def train(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     use_amp = t.amp and device.type == "cuda"  # float16 with loss scaling; the CPU's bfloat16 needs none
 
-    seed_all(cfg.seed)
+    seed_everything(cfg.seed)
     d = cfg.data
     dataset = CocoDetection(
         d.root,
@@ -398,7 +379,7 @@ def train(
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if rank > 0:
-        seed_all(cfg.seed + rank)  # the same initial weights everywhere, each rank's own random draws
+        seed_everything(cfg.seed + rank)  # the same initial weights everywhere, each rank's own random draws
 
     start = 0
     last = out / LAST

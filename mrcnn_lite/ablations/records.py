@@ -1,0 +1,117 @@
+"""What a Table 2 run records and when it counts as done: its papermill parameters (:func:`run_params`),
+the config they resolve to (:func:`experiment_config`, which the experiment notebook calls too), and the
+runner's skip rule (:func:`finished`), which compares a recorded ``metrics.json`` with both.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mrcnn_lite.ablations.grid import GridPreset, Run, run_overrides
+
+if TYPE_CHECKING:
+    from mrcnn_lite.config import Config
+
+RUN_CHECKPOINTS = 2  # checkpoints along each (run, seed): its resume points
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (``metrics.json``, ``trunk.json``), or None when the file is missing,
+    unreadable, cut short, not UTF-8 or not a JSON object: a damaged record counts as no record, so what it
+    recorded is redone instead of the grid stopping on it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: json.JSONDecodeError and UnicodeDecodeError
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_params(
+    run: Run, seed: int, grid: GridPreset, trunks: dict[str, dict[str, Any]] | None, overrides: list[str]
+) -> dict[str, Any]:
+    """The papermill parameters of one (run, seed); ``metrics.json`` records them to decide skipping.
+    ``trunks``: the shared trunk of each backbone (:func:`mrcnn_lite.ablations.runner.shared_trunk`'s
+    result), or None."""
+    trunk = (trunks or {}).get(run.backbone)
+    if trunks and run.stage == "heads" and trunk is None:
+        raise ValueError(f"run {run.key!r} needs the {run.backbone} trunk; trunks given: {', '.join(trunks)}")
+    own, iters = run_overrides(run, grid, trunk["path"] if trunk else None)
+    return {
+        "RUN": run.key, "PRESET": run.preset, "OVERRIDES": [*own, *overrides], "SEED": seed,
+        "MAX_ITER": iters, "MAX_VAL_IMAGES": grid.max_val_images, "GRID_PRESET": grid.name,
+        "TRUNK_SHA256": trunk["sha256"] if trunk and run.stage == "heads" else None,
+    }  # fmt: skip
+
+
+#: config fields that do not change what a run trains: the trunk file's path (``TRUNK_SHA256`` names its
+#: content) and how often it checkpoints
+_NOT_COMPARED = {"model": ("weights_path",), "train": ("checkpoint_period",)}
+
+
+def _resolved(params: dict[str, Any]) -> dict[str, Any]:
+    """The config the experiment notebook runs for ``params`` (the same :func:`~mrcnn_lite.engine.run.
+    run_config` call), as JSON, without the fields in ``_NOT_COMPARED``."""
+    from mrcnn_lite.engine.run import plain_config
+
+    return _comparable(plain_config(experiment_config(params)))
+
+
+def experiment_config(params: dict[str, Any]) -> Config:
+    """The config of one (run, seed) from its papermill parameters (:func:`run_params`): what the
+    experiment notebook trains, and what :func:`finished` compares a recorded run with."""
+    from mrcnn_lite.engine.run import run_config
+
+    return run_config(
+        params["PRESET"], params["OVERRIDES"], params["MAX_ITER"], params["SEED"], RUN_CHECKPOINTS
+    )
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        section: {k: v for k, v in fields.items() if k not in _NOT_COMPARED.get(section, ())}
+        if isinstance(fields, dict) else fields
+        for section, fields in config.items()
+    }  # fmt: skip
+
+
+def finished(run_dir: Path, params: dict[str, Any]) -> bool:
+    """True when ``run_dir`` holds a ``metrics.json`` of the run ``params`` asks for.
+
+    Every parameter but ``OVERRIDES`` must be equal; the overrides are compared by the config they resolve
+    to today (recorded in ``metrics.json``), not as strings: a preset that changed since the run makes it
+    stale even with the same overrides, and overrides spelled differently (reordered, a value pinned to
+    what the preset already has, the trunk at another path with the same checksum) keep it valid. A
+    ``metrics.json`` without a recorded config needs the very same parameters. Config fields added after a
+    run was recorded count as their defaults (:func:`_with_new_fields`)."""
+    recorded = read_record(run_dir / "metrics.json")
+    if recorded is None:  # none, or cut short / corrupted (e.g. by a crash): the run is redone
+        return False
+    wanted = json.loads(json.dumps(params))
+    had = recorded.get("params")
+    if not isinstance(had, dict) or not isinstance(recorded.get("config"), dict):
+        return had == wanted
+    others = lambda p: {k: v for k, v in p.items() if k != "OVERRIDES"}  # noqa: E731
+    if others(had) != others(wanted):
+        return False
+    try:
+        return _comparable(_with_new_fields(recorded["config"])) == _resolved(params)
+    except Exception:  # noqa: BLE001 - overrides that no longer resolve: not this run, retrain (and report)
+        return False
+
+
+def _with_new_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config completed with the fields the config classes gained since, at their defaults.
+
+    A field added to a config class defaults to what the code did before it existed, so a run recorded
+    without it trained with that default: it stays finished where today's config leaves the field at its
+    default, and is stale where a preset or an override sets another value."""
+    from mrcnn_lite.config import Config, to_dict
+
+    defaults = json.loads(json.dumps(to_dict(Config())))
+    return {
+        section: {**defaults[section], **fields}
+        if isinstance(fields, dict) and isinstance(defaults.get(section), dict) else fields
+        for section, fields in config.items()
+    }  # fmt: skip
