@@ -209,9 +209,11 @@ def test_bad_file_errors_in_a_subprocess_have_no_traceback(tmp_path: Path) -> No
 def test_evaluate_checks_out_and_the_run_record_before_evaluating(
     run_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mrcnn_lite.cli as cli
+    import mrcnn_lite.cli.evaluate as cli_evaluate  # the evaluate command's module
 
-    monkeypatch.setattr(cli, "evaluate_model", lambda *a, **k: pytest.fail("evaluated despite a bad --out"))
+    monkeypatch.setattr(
+        cli_evaluate, "evaluate_model", lambda *a, **k: pytest.fail("evaluated despite a bad --out")
+    )
     ckpt = str(run_dir / "model_final.pth")
     err = error_of(capsys, main(["evaluate", "--checkpoint", ckpt, "--out", str(tmp_path)]), [])
     assert f"--out {tmp_path}: is a folder; expected a file name for the metrics (JSON)" in err

@@ -2,7 +2,10 @@
 
 - :mod:`~mrcnn_lite.engine.schedule`: SGD and the step schedule with linear warm-up (§3.1 "Training").
 - :mod:`~mrcnn_lite.engine.checkpoint`: atomic, ``weights_only``-loadable checkpoints.
-- :mod:`~mrcnn_lite.engine.trainer`: :func:`train`, deterministic and resumable.
+- :mod:`~mrcnn_lite.engine.trainer`: :func:`train`, deterministic and resumable: the loop, built from
+  :mod:`~mrcnn_lite.engine.batches` (seeded batches), :mod:`~mrcnn_lite.engine.step` (one optimizer step),
+  :mod:`~mrcnn_lite.engine.resume` (``last_checkpoint``, RNG states), :mod:`~mrcnn_lite.engine.metrics_log`
+  (``metrics.jsonl``) and :mod:`~mrcnn_lite.engine.divergence` (non-finite checks, the error's message).
 - :mod:`~mrcnn_lite.engine.inference`: :func:`predict_dataset` with per-stage timing (§4 "Timing") and
   :func:`evaluate_model` (COCO box and mask AP).
 - :mod:`~mrcnn_lite.engine.run`: what runs a model, for every caller (CLI, Table 2 runner, notebooks,

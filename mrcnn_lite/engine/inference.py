@@ -105,6 +105,57 @@ def eval_dataset(cfg: Config, split: str | None = None, max_images: int | None =
 
 
 @torch.no_grad()
+def _staged_forward(
+    model: MaskRCNN,
+    images: list[torch.Tensor],
+    orig_sizes: list[tuple[int, ...]],
+    sync: Callable[[], None],
+    timer: _MaskBranchTimer,
+    totals: dict[str, float],
+    start: float,
+) -> list[dict[str, torch.Tensor]]:
+    """``model(images, orig_sizes=...)``'s outputs, stage by stage, adding each stage's seconds since
+    ``start`` to ``totals`` (the mask head's, measured by ``timer``, taken out of the box head's)."""
+    marks = [start]
+
+    def mark() -> None:
+        sync()
+        marks.append(time.perf_counter())
+
+    image_list = model.preprocess(images)
+    mark()
+    features = model.backbone(image_list.tensors)
+    mark()
+    proposals, _ = model.rpn(image_list, features)
+    mark()
+    detections, _ = model.roi_heads(features, proposals, image_list.image_sizes)
+    mark()
+    outputs = model.postprocess(detections, image_list.image_sizes, orig_sizes)
+    mark()
+    mask_s = timer.take()
+    spans = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+    totals["preprocess"] += spans[0]
+    totals["backbone"] += spans[1]
+    totals["rpn"] += spans[2]
+    totals["box_head"] += spans[3] - mask_s
+    totals["mask_head"] += mask_s
+    totals["mask_paste"] += spans[4]
+    return outputs
+
+
+def _gather_ranks(
+    per_image: list[tuple[int, list[dict[str, Any]]]], totals: dict[str, float]
+) -> tuple[list[tuple[int, list[dict[str, Any]]]], dict[str, float]]:
+    """Every rank's results, in the dataset's order, and the stage times summed over the ranks."""
+    gathered = all_gather_object((per_image, dict(totals)))
+    per_image = sorted((pair for part, _ in gathered for pair in part), key=lambda pair: pair[0])
+    totals = defaultdict(float)
+    for _, rank_totals in gathered:
+        for k, v in rank_totals.items():
+            totals[k] += v
+    return per_image, totals
+
+
 def predict_dataset(
     model: MaskRCNN, dataset: CocoDetection, batch_size: int = 1, progress: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -135,31 +186,9 @@ def predict_dataset(
         for images, targets in tqdm(loader, disable=not progress, desc="inference"):
             images = [im.as_subclass(torch.Tensor).to(device) for im in images]
             orig_sizes = [tuple(int(v) for v in t["orig_size"]) for t in targets]
-            marks = [time.perf_counter()]
-
-            def mark() -> None:
-                sync()
-                marks.append(time.perf_counter())  # noqa: B023 (marks is this batch's list on purpose)
-
-            image_list = model.preprocess(images)
-            mark()
-            features = model.backbone(image_list.tensors)
-            mark()
-            proposals, _ = model.rpn(image_list, features)
-            mark()
-            detections, _ = model.roi_heads(features, proposals, image_list.image_sizes)
-            mark()
-            outputs = model.postprocess(detections, image_list.image_sizes, orig_sizes)
-            mark()
-            mask_s = timer.take()
-            spans = [b - a for a, b in zip(marks, marks[1:], strict=False)]
-            totals["data"] += marks[0] - tic
-            totals["preprocess"] += spans[0]
-            totals["backbone"] += spans[1]
-            totals["rpn"] += spans[2]
-            totals["box_head"] += spans[3] - mask_s
-            totals["mask_head"] += mask_s
-            totals["mask_paste"] += spans[4]
+            start = time.perf_counter()
+            totals["data"] += start - tic
+            outputs = _staged_forward(model, images, orig_sizes, sync, timer, totals, start)
             for target, out in zip(targets, outputs, strict=True):
                 index = shard[len(per_image)]
                 per_image.append((index, to_coco_results(target["image_id"], out, dataset.label_to_cat_id)))
@@ -168,12 +197,7 @@ def predict_dataset(
         timer.remove()
         model.train(was_training)
     if world > 1:
-        gathered = all_gather_object((per_image, dict(totals)))
-        per_image = sorted((pair for part, _ in gathered for pair in part), key=lambda pair: pair[0])
-        totals = defaultdict(float)
-        for _, rank_totals in gathered:
-            for k, v in rank_totals.items():
-                totals[k] += v
+        per_image, totals = _gather_ranks(per_image, totals)
     results = [r for _, image_results in per_image for r in image_results]
     n = max(1, len(dataset))
     timing = {k: 1000 * totals[k] / n for k in STAGES}
