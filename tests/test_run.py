@@ -155,9 +155,11 @@ def test_run_config_is_preset_overrides_seed_schedule_and_checkpoints() -> None:
     assert workbook.notebook_config("classroom_fpn", [], 100) == run_config("classroom_fpn", [], 100, 0, 4)
 
 
-def test_the_experiment_notebook_and_the_skip_rule_resolve_the_same_config() -> None:
+def test_the_experiment_notebook_and_the_skip_rule_resolve_the_same_config(tmp_path: Path) -> None:
     """The runner's skip rule and the experiment notebook call the same function for a run's config, and
-    the notebook trains, evaluates and records through :mod:`mrcnn_lite.engine.run`."""
+    the notebook trains, evaluates and records through :mod:`mrcnn_lite.engine.run`. The skip rule compares
+    ``PRESET`` by the config it resolves to, ``name`` aside: another preset holding the same values keeps a
+    recorded run finished, one holding other values makes it stale."""
     params = {
         "RUN": "c5_roialign", "PRESET": "classroom_c5", "OVERRIDES": ["model.roi_op=roi_align"], "SEED": 2,
         "MAX_ITER": 40, "MAX_VAL_IMAGES": 8, "GRID_PRESET": "smoke", "TRUNK_SHA256": None,
@@ -165,7 +167,12 @@ def test_the_experiment_notebook_and_the_skip_rule_resolve_the_same_config() -> 
     cfg = records.experiment_config(params)
     assert runner.experiment_config is records.experiment_config and runner.finished is records.finished
     assert cfg == run_config("classroom_c5", params["OVERRIDES"], 40, 2, records.RUN_CHECKPOINTS)
-    assert records._resolved(params) == records._comparable(plain_config(cfg))
+    (tmp_path / "metrics.json").write_text(json.dumps({"params": params, "config": plain_config(cfg)}))
+    assert records.finished(tmp_path, params)
+    table2 = {**params, "PRESET": "table2_c5"}  # classroom_c5 with 20 detections per image
+    assert not records.finished(tmp_path, table2)
+    undo = f"model.detections_per_image={get_config('classroom_c5').model.detections_per_image}"
+    assert records.finished(tmp_path, {**table2, "OVERRIDES": [undo, *params["OVERRIDES"]]})
 
     nb = nbformat.read(REPO / runner.TEMPLATE, as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")

@@ -77,11 +77,17 @@ def test_the_shared_trunks_keep_their_recorded_configs() -> None:
 
 
 def test_the_runs_are_their_table2_preset_plus_their_variant() -> None:
-    """The grid's pinned overrides are exactly what the ``table2_*`` presets hold: each run is its
-    architecture's Table 2 preset plus only the overrides that make its row's variant."""
-    pinned = {*table2_grid.COMMON_OVERRIDES, *table2_grid.C4_OVERRIDES, *table2_grid.FPN_OVERRIDES}
+    """Each run is its architecture's Table 2 preset plus only the overrides that make its row's variant,
+    and that preset is its classroom preset with the override tuples the committed runs carried (the
+    grid's deprecated ``COMMON_OVERRIDES``, ``C4_OVERRIDES``, ``FPN_OVERRIDES``)."""
+    pinned = {
+        "c4": (*table2_grid.COMMON_OVERRIDES, *table2_grid.C4_OVERRIDES),
+        "c5": table2_grid.COMMON_OVERRIDES,
+        "fpn": (*table2_grid.COMMON_OVERRIDES, *table2_grid.FPN_OVERRIDES),
+    }
     for run in RUNS:
-        own = [o for o in run.overrides if o not in pinned]
-        via_overrides = get_config(run.preset, list(run.overrides))
-        via_preset = get_config(TABLE2_PRESET[run.arch], own)
-        assert replace(via_preset, name=via_overrides.name) == via_overrides, run.key
+        assert run.preset == TABLE2_PRESET[run.arch], run.key
+        assert not set(run.overrides) & set(pinned[run.arch]), run.key
+        via_preset = get_config(run.preset, list(run.overrides))
+        via_overrides = get_config(f"classroom_{run.arch}", [*pinned[run.arch], *run.overrides])
+        assert replace(via_overrides, name=via_preset.name) == via_preset, run.key

@@ -45,17 +45,10 @@ def run_params(
     }  # fmt: skip
 
 
-#: config fields that do not change what a run trains: the trunk file's path (``TRUNK_SHA256`` names its
-#: content) and how often it checkpoints
+#: config fields that do not change what a (run, seed) trains: the trunk file's path (``TRUNK_SHA256``
+#: names its content) and how often it checkpoints. A config's ``name`` is never compared: the committed
+#: Table 2 ran as ``classroom_*`` presets plus overrides, and the same configs are now ``table2_*`` presets
 _NOT_COMPARED = {"model": ("weights_path",), "train": ("checkpoint_period",)}
-
-
-def _resolved(params: dict[str, Any]) -> dict[str, Any]:
-    """The config the experiment notebook runs for ``params`` (the same :func:`~mrcnn_lite.engine.run.
-    run_config` call), as JSON, without the fields in ``_NOT_COMPARED``."""
-    from mrcnn_lite.engine.run import plain_config
-
-    return _comparable(plain_config(experiment_config(params)))
 
 
 def experiment_config(params: dict[str, Any]) -> Config:
@@ -68,23 +61,34 @@ def experiment_config(params: dict[str, Any]) -> Config:
     )
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+def same_config(recorded: dict[str, Any], now: dict[str, Any], *, whole: bool = False) -> bool:
+    """Whether a recorded config (plain JSON) trains what ``now`` does: equal but for ``name`` and, unless
+    ``whole`` (a shared trunk's record), the fields in ``_NOT_COMPARED``. Fields added to the config
+    classes since the record count as their defaults (:func:`_with_new_fields`)."""
+    skip = {} if whole else _NOT_COMPARED
+    return _comparable(_with_new_fields(recorded), skip) == _comparable(now, skip)
+
+
+def _comparable(config: dict[str, Any], skip: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     return {
-        section: {k: v for k, v in fields.items() if k not in _NOT_COMPARED.get(section, ())}
+        section: {k: v for k, v in fields.items() if k not in skip.get(section, ())}
         if isinstance(fields, dict) else fields
-        for section, fields in config.items()
+        for section, fields in config.items() if section != "name"
     }  # fmt: skip
 
 
 def finished(run_dir: Path, params: dict[str, Any]) -> bool:
     """True when ``run_dir`` holds a ``metrics.json`` of the run ``params`` asks for.
 
-    Every parameter but ``OVERRIDES`` must be equal; the overrides are compared by the config they resolve
-    to today (recorded in ``metrics.json``), not as strings: a preset that changed since the run makes it
-    stale even with the same overrides, and overrides spelled differently (reordered, a value pinned to
-    what the preset already has, the trunk at another path with the same checksum) keep it valid. A
-    ``metrics.json`` without a recorded config needs the very same parameters. Config fields added after a
-    run was recorded count as their defaults (:func:`_with_new_fields`)."""
+    Every parameter but ``PRESET`` and ``OVERRIDES`` must be equal; those two are compared by the config
+    they resolve to today (:func:`experiment_config`) with the one ``metrics.json`` recorded
+    (:func:`same_config`), not as strings: a preset that changed since the run makes it stale even with the
+    same overrides, and the same recipe spelled differently (reordered overrides, a value pinned to what
+    the preset already has, another preset holding the same values, the trunk at another path with the
+    same checksum) keeps it valid. A ``metrics.json`` without a recorded config needs the very same
+    parameters."""
+    from mrcnn_lite.engine.run import plain_config
+
     recorded = read_record(run_dir / "metrics.json")
     if recorded is None:  # none, or cut short / corrupted (e.g. by a crash): the run is redone
         return False
@@ -92,11 +96,11 @@ def finished(run_dir: Path, params: dict[str, Any]) -> bool:
     had = recorded.get("params")
     if not isinstance(had, dict) or not isinstance(recorded.get("config"), dict):
         return had == wanted
-    others = lambda p: {k: v for k, v in p.items() if k != "OVERRIDES"}  # noqa: E731
+    others = lambda p: {k: v for k, v in p.items() if k not in ("PRESET", "OVERRIDES")}  # noqa: E731
     if others(had) != others(wanted):
         return False
     try:
-        return _comparable(_with_new_fields(recorded["config"])) == _resolved(params)
+        return same_config(recorded["config"], plain_config(experiment_config(params)))
     except Exception:  # noqa: BLE001 - overrides that no longer resolve: not this run, retrain (and report)
         return False
 

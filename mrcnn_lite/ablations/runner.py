@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mrcnn_lite.ablations.grid import FPN_OVERRIDES, GRID_PRESETS, GridPreset, Run, select
-from mrcnn_lite.ablations.records import experiment_config, finished, read_record, run_params
+from mrcnn_lite.ablations.grid import GRID_PRESETS, TRUNK_PRESET, GridPreset, Run, select
+from mrcnn_lite.ablations.records import experiment_config, finished, read_record, run_params, same_config
 from mrcnn_lite.atomic import atomic_path, write_json
 from mrcnn_lite.kernels import kernel_manager_config
 from mrcnn_lite.provenance import repo_root
@@ -45,7 +45,6 @@ __all__ = [  # the skip rule's names stay importable from here
 ]  # fmt: skip
 
 TEMPLATE = Path("notebooks") / "experiments" / "ablation_run.ipynb"
-TRUNK_PRESET = "classroom_fpn"
 TRUNK_SEED = 0
 TRUNK_CHECKPOINTS = 4  # checkpoints along the trunk's run (its resume points)
 
@@ -83,7 +82,7 @@ def shared_trunk(
     progress: bool = True,
     backbone: str = "resnet18",
 ) -> dict[str, Any] | None:
-    """Train (or reuse) the grid's shared trunk of ``backbone``: ``classroom_fpn`` with that ResNet (seed 0,
+    """Train (or reuse) the grid's shared trunk of ``backbone``: ``table2_trunk`` with that ResNet (seed 0,
     ``grid.trunk_iters`` iterations, with the grid's ``overrides``), its ResNet saved as
     ``trunk_folder(out, backbone)/trunk.pth`` (a torchvision-layout state_dict that ``model.weights_path``
     loads). Also evaluates that FPN model, so the table says how good the trunk is. Returns
@@ -94,12 +93,14 @@ def shared_trunk(
     from mrcnn_lite.engine.run import plain_config, run_config, train_and_evaluate
 
     folder = trunk_folder(out, backbone)
-    overrides = [*FPN_OVERRIDES, *(overrides or []), f"model.backbone={backbone}"]
+    overrides = [*(overrides or []), f"model.backbone={backbone}"]
     cfg = run_config(TRUNK_PRESET, overrides, grid.trunk_iters, TRUNK_SEED, TRUNK_CHECKPOINTS)
     info_path, weights = folder / "trunk.json", folder / "trunk.pth"
     info = read_record(info_path)  # a damaged trunk.json counts as none: the trunk is trained (resumed) again
     if info is not None and weights.is_file():
-        if info.get("config") == plain_config(cfg) and info.get("sha256") == sha256(weights):
+        recorded = info.get("config")
+        same = isinstance(recorded, dict) and same_config(recorded, plain_config(cfg), whole=True)
+        if same and info.get("sha256") == sha256(weights):
             return info
     model, record = train_and_evaluate(cfg, folder / "train", grid.max_val_images, progress)
     save_weights(model.backbone.body.state_dict(), weights)
