@@ -22,6 +22,11 @@ QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory"
 
 export CUDA_HOME ?= /usr/local/cuda
 export PYTHONHASHSEED := 0
+# matplotlib's font cache belongs to this venv: a cache shared through ~/.cache/matplotlib may list the font
+# files of another, since deleted, venv, and every figure then warns "findfont: Font family ... not found"
+# on stderr (a notebook output that nbval compares). It is built once, before any notebook runs ($(MPL_OK)).
+export MPLCONFIGDIR := $(CURDIR)/$(VENV)/mplconfig
+MPL_OK   := $(VENV)/mplconfig/.font-cache-built
 
 .PHONY: all venv data workbook test unit nbval lint table2 clean-data help gpu-check gpu-check-wheels
 
@@ -53,6 +58,11 @@ $(STAMP): pyproject.toml $(wildcard setup.py mrcnn_lite/csrc/*)
 
 data: $(DATA_OK)
 
+$(MPL_OK): $(STAMP)
+	@mkdir -p $(dir $@)
+	$(PY) -c "import matplotlib, matplotlib.font_manager; print('matplotlib font cache:', matplotlib.get_cachedir())"
+	@touch $@
+
 $(DATA_OK): $(STAMP) mrcnn_lite/data/shapes.py
 	$(PY) -m mrcnn_lite.data.shapes --out $(DATA) --seed $(SEED)
 
@@ -72,16 +82,16 @@ NBVAL_ARGS := --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-kernel-
 # What `make test` runs: every unit test and every notebook (e.g. TEST_PATHS=tests/test_shapes.py for one file).
 TEST_PATHS ?= tests $(NOTEBOOKS)
 
-workbook: $(STAMP) $(DATA_OK)
+workbook: $(STAMP) $(DATA_OK) $(MPL_OK)
 	$(PY) -m mrcnn_lite.workbook $(NOTEBOOKS)
 
-unit: $(STAMP) $(DATA_OK)
+unit: $(STAMP) $(DATA_OK) $(MPL_OK)
 	$(call tree_checked,$(PY) -m pytest tests $(PYTEST_ARGS))
 
-nbval: $(STAMP) $(DATA_OK)
+nbval: $(STAMP) $(DATA_OK) $(MPL_OK)
 	$(call tree_checked,$(PY) -m pytest --nbval $(NOTEBOOKS) $(NBVAL_ARGS) $(PYTEST_ARGS))
 
-test: $(STAMP) $(DATA_OK) lint
+test: $(STAMP) $(DATA_OK) $(MPL_OK) lint
 	$(call tree_checked,$(PY) -m pytest -rs $(TEST_PATHS) --nbval $(NBVAL_ARGS) $(PYTEST_ARGS))
 
 lint: $(STAMP)
@@ -89,7 +99,7 @@ lint: $(STAMP)
 
 # Resumable: finished runs are skipped, so an interrupted `make table2` continues where it stopped.
 TABLE2_ARGS ?=
-table2: $(STAMP) $(DATA_OK)
+table2: $(STAMP) $(DATA_OK) $(MPL_OK)
 	$(PY) -m mrcnn_lite table2 $(TABLE2_ARGS)
 
 clean-data:
