@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from mrcnn_lite.ablations.claims import (
+    claim_table,
+    claim_table_markdown,
+    schedule_from_runs,
+    write_claim_table_csv,
+)
+from mrcnn_lite.ablations.grid import Claim
 from mrcnn_lite.ablations.report import (
     Stat,
     assemble,
@@ -277,3 +284,116 @@ def test_build_with_a_row_subset_and_the_runners_header(runs_root: Path, tmp_pat
         and "shared trunk: path trunk.pth, sha256 f00" in md
     )
     assert "Table 2(b)" not in md and "- log:" not in md
+
+
+# ------------------------------------------------------------------- issue #20's per-claim table
+def _claim(key: str, a: str, b: str, kind: str = "greater") -> Claim:
+    return Claim(key, "t", f"{a} vs {b}", ((a, "mask_AP"),), ((b, "mask_AP"),), kind)  # type: ignore[arg-type]
+
+
+#: mask AP in percent per seed at two schedule points; the claims below are x > y, z > y, f1 > f2 (at the
+#: floor), w ≈ x and u ≈ y
+SCHEDULE_AP = {
+    100: {"y": [10, 10, 10], "x": [12, 12.1, 11.9], "z": [20, 19, 24], "f1": [3, 4, 3.5], "f2": [1, 1.5, 1.2],
+          "w": [12.1, 12.0, 12.2], "u": [13, 8, 15]},
+    200: {"y": [20, 21, 22], "x": [22, 22, 25], "z": [30, 30, 36], "f1": [3, 4, 3.5], "f2": [1, 1.5, 1.2],
+          "w": [22.1, 21.9, 25.3], "u": [23, 19, 27]},
+}  # fmt: skip
+TABLE_CLAIMS = (
+    _claim("x_gt_y", "x", "y"),
+    _claim("z_gt_y", "z", "y"),
+    _claim("floor", "f1", "f2"),
+    _claim("w_approx_x", "w", "x", "approx"),
+    _claim("u_approx_y", "u", "y", "approx"),
+    _claim("missing", "x", "nowhere"),
+)
+
+
+def _schedule() -> dict:
+    return {
+        point: {run: {s: {"segm": {"AP": ap / 100}} for s, ap in enumerate(aps)} for run, aps in runs.items()}
+        for point, runs in SCHEDULE_AP.items()
+    }
+
+
+def _p2(t: float) -> float:
+    """Two-sided p of a t on 2 degrees of freedom, in closed form: 1 - |t| / sqrt(2 + t^2)."""
+    return 1 - abs(t) / math.sqrt(2 + t * t)
+
+
+def test_claim_table_by_hand() -> None:
+    rows = {r.key: r for r in claim_table(_schedule(), TABLE_CLAIMS)}
+    # end point (200): x - y = 2, 1, 3 (mean 2, sd 1); z - y = 10, 9, 14 (mean 11, sd sqrt 7);
+    # f1 - f2 = 2, 2.5, 2.3
+    a, b, c = rows["x_gt_y"], rows["z_gt_y"], rows["floor"]
+    assert a.delta.deltas == pytest.approx((2, 1, 3)) and a.delta.mean == pytest.approx(2)
+    half = 4.302652729749462 / math.sqrt(3)
+    assert (a.delta.ci_low, a.delta.ci_high) == pytest.approx((2 - half, 2 + half))
+    p_a, p_b = _p2(2 * math.sqrt(3)), _p2(11 / math.sqrt(7 / 3))  # 0.0742, 0.0187
+    sd_c = math.sqrt(((2 - 6.8 / 3) ** 2 + (2.5 - 6.8 / 3) ** 2 + (2.3 - 6.8 / 3) ** 2) / 2)
+    p_c = _p2((6.8 / 3) / (sd_c / math.sqrt(3)))  # 0.0041
+    assert (a.delta.p_two_sided, b.delta.p_two_sided, c.delta.p_two_sided) == pytest.approx((p_a, p_b, p_c))
+    # Holm over the 3 directional claims with seeds ("missing" has none): p_c * 3, p_b * 2, then p_a
+    assert (c.p_holm, b.p_holm, a.p_holm) == pytest.approx((3 * p_c, 2 * p_b, p_a))
+    assert a.family == "directional (Holm, m = 3)" and math.isnan(a.tost_p) and math.isnan(a.margin)
+    # x > y: beyond noise at 100 (2, 2.1, 1.9: p = 0.0008, Holm 0.0025), not at 200: not settled
+    assert a.verdicts == {100: "holds", 200: "not beyond noise"} and a.final == "not settled at this schedule"
+    assert b.verdicts == {100: "holds", 200: "holds"} and b.final == "holds"
+    assert c.final == "inconclusive (both rows at the floor)" and c.p_holm < 0.05  # below 5 AP: no verdict
+    # w ≈ x: 0.1, -0.1, 0.3 at rows of 23.1 and 23.0 AP: margin max(1, 10% of 23.05) = 2.305
+    w = rows["w_approx_x"]
+    assert w.margin == pytest.approx(2.305) and w.family == "equivalence (TOST ±2.3 AP)"
+    assert w.tost_p == pytest.approx(_p2((0.1 - 2.305) / (0.2 / math.sqrt(3))) / 2)
+    assert math.isnan(w.p_holm) and w.final == "equivalent"
+    # u ≈ y: 3, -2, 5 at 200 (margin max(1, 10% of 22) = 2.2): far from shown
+    u = rows["u_approx_y"]
+    assert u.margin == pytest.approx(2.2) and u.tost_p > 0.4 and u.final == "not shown equivalent"
+    assert rows["missing"].final == "not run" and rows["missing"].delta.n == 0
+
+
+def test_claim_table_markdown_and_csv(tmp_path: Path) -> None:
+    rows = claim_table(_schedule(), TABLE_CLAIMS)
+    md = claim_table_markdown(rows)
+    header = md.splitlines()[0]
+    assert header == (
+        "| claim | family | n | Δ mean | 95% CI | p | p (Holm) | TOST p (margin) "
+        "| verdict @ 100 | verdict @ 200 | final verdict |"
+    )
+    assert "| **t** x vs y | directional (Holm, m = 3) | 3 | +2.0 | [-0.5, +4.5] | 0.074 | 0.074 | – |" in md
+    assert (
+        "| **t** ≈ w vs x | equivalence (TOST ±2.3 AP) | 3 | +0.1 | [-0.4, +0.6] | 0.478 | – | 0.001 (±2.3) |"
+        in md
+    )
+    path = write_claim_table_csv(rows, tmp_path / "claims.csv")
+    with open(path, newline="") as f:
+        table = {r["claim"]: r for r in csv.DictReader(f)}
+    assert table["x_gt_y"]["verdict_100"] == "holds" and table["x_gt_y"]["final_verdict"].startswith(
+        "not settled"
+    )
+    assert float(table["x_gt_y"]["ci95_low"]) == pytest.approx(-0.4841, abs=1e-4)
+    assert table["x_gt_y"]["tost_p"] == "" and table["missing"]["p_raw"] == ""
+    assert float(table["floor"]["p_raw"]) == pytest.approx(rows[2].delta.p_two_sided, rel=1e-3)
+
+
+def test_schedule_from_runs_reads_evaluations_along_training() -> None:
+    runs = {
+        "x": {
+            0: {
+                "schedule": [{"iteration": 250, "segm": {"AP": 0.1}}, {"iteration": 500, "segm": {"AP": 0.2}}]
+            }
+        },
+        "y": {0: {"schedule": [{"iteration": 500, "segm": {"AP": 0.3}}]}, 1: {}},
+    }
+    sched = schedule_from_runs(runs)
+    assert list(sched) == [250, 500] and set(sched[250]) == {"x"}
+    assert sched[500]["y"][0]["segm"]["AP"] == 0.3 and sched[500]["x"][0]["segm"]["AP"] == 0.2
+
+
+def test_every_name_of_the_report_module_before_its_split_still_imports() -> None:
+    from mrcnn_lite.ablations import report
+
+    names = """APPROX_TOL CLAIMS Claim ClaimResult Delta GRID_PRESETS GridPreset HOW_TO_READ METRICS PRIMARY
+    ROWS Report Row RowResult Runs Stat TABLES T_CRIT Terms _cell _csv _md_row _mean_std _note _num
+    _our_delta _paper_ap _paper_q _per_metric _seed_dirs _sign _yn assemble build load_failures load_runs
+    metric_value paired paper_numbers paper_value per_seed plot t_crit verdict write_csv write_markdown"""
+    assert [n for n in names.split() if not hasattr(report, n)] == []
