@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_run import TINY, tiny_config  # tests/ is on sys.path (pytest prepends it)
 
 import mrcnn_lite.engine.trainer as trainer_module
-from mrcnn_lite.config import get_config
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine.schedule import build_optimizer
@@ -22,16 +22,6 @@ from mrcnn_lite.modeling.build import build_model
 from mrcnn_lite.modeling.finite import NonFiniteError, where_if_finite
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "model.width=8",
-    "train.max_iter=6",
-    "train.log_period=1",
-    "data.min_size=128",
-    "data.max_size=160",
-    "train.images_per_batch=2",
-    "model.roi_batch_size_per_image=16",
-    "model.detections_per_image=10",
-]
 # AdamW at lr 1e6 without warm-up or clipping: weights of about 1e6 after one step, and BatchNorm's running
 # variance overflows float32 in the update of iteration 3 (found by hand, seed 0)
 HUGE_LR = [
@@ -42,10 +32,6 @@ HUGE_LR = [
 ]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_config(root: Path, preset: str = "classroom_c4", extra: tuple[str, ...] = ()):
-    return get_config(preset, [*TINY, f"data.root={root}", *extra])
 
 
 def record_saves(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, torch.Tensor]]:

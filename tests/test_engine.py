@@ -7,10 +7,12 @@ import math
 import random
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_run  # tests/ is on sys.path (pytest prepends it)
 import torch
 from torch import nn
 
@@ -34,24 +36,11 @@ from mrcnn_lite.engine.trainer import batches, train_step
 from mrcnn_lite.evaluation.coco_eval import to_coco_results
 from mrcnn_lite.modeling.build import build_model
 
-TINY = [
-    "model.width=8",
-    "train.max_iter=6",
-    "train.checkpoint_period=3",
-    "train.log_period=1",
-    "data.min_size=128",
-    "data.max_size=160",
-    "train.images_per_batch=2",
-    "model.roi_batch_size_per_image=16",
-    "model.detections_per_image=10",
-]
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_config(root: Path, preset: str = "classroom_c4", extra: tuple[str, ...] = ()):
-    return get_config(preset, [*TINY, f"data.root={root}", *extra])
+#: the shared tiny run (:mod:`tiny_run`), checkpointing at iterations 3 and 6 of its 6
+tiny_config = partial(tiny_run.tiny_config, checkpoint_period=3)
 
 
 # ------------------------------------------------------------------------------------------- schedule

@@ -15,11 +15,12 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from tiny_run import tiny_overrides  # tests/ is on sys.path (pytest prepends it)
 
 import mrcnn_lite
 from mrcnn_lite import provenance, workbook
 from mrcnn_lite.ablations import records, runner
-from mrcnn_lite.config import get_config, rescale_schedule
+from mrcnn_lite.config import Config, get_config, rescale_schedule
 from mrcnn_lite.engine import run, trainer
 from mrcnn_lite.engine.run import plain_config, run_config, train_and_evaluate, train_or_resume
 
@@ -181,10 +182,7 @@ def test_the_experiment_notebook_and_the_skip_rule_resolve_the_same_config(tmp_p
     assert "workbook" not in code and "notebook_config" not in code
 
 
-TINY = [
-    "model.width=8", "train.max_iter=3", "train.log_period=1", "data.min_size=128", "data.max_size=160",
-    "train.images_per_batch=2", "model.roi_batch_size_per_image=16", "model.detections_per_image=10",
-]  # fmt: skip
+TINY = tiny_overrides(max_iter=3)
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -215,3 +213,40 @@ def test_train_and_evaluate_records_a_run_and_trains_like_train(shapes_small: Pa
     # another config's run was cleared and trained afresh, not resumed from iteration 3
     assert torch.load(final, weights_only=True)["iteration"] == 2
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"] == plain_config(other)
+
+
+def test_same_config_leaves_out_the_name_and_what_it_is_told_to() -> None:
+    """Configs are compared as plain JSON with ``name`` aside; ``ignore`` drops fields per section; a
+    field a record lacks (added to the config classes since) counts as its default."""
+    cfg = plain_config(run_config("classroom_c5", ["model.detections_per_image=20"]))
+    table2 = plain_config(run_config("table2_c5"))  # classroom_c5 with 20 detections per image
+    assert cfg["name"] != table2["name"] and run.same_config(cfg, table2)
+    assert not run.same_config(plain_config(run_config("classroom_c5")), table2)
+    period = {**cfg, "train": {**cfg["train"], "checkpoint_period": 7}}
+    assert not run.same_config(period, cfg)
+    assert run.same_config(period, cfg, ignore={"train": ("checkpoint_period",)})
+    default = plain_config(Config())["model"]
+    older = {**cfg, "model": {k: v for k, v in cfg["model"].items() if k != "roi_mode"}}
+    assert cfg["model"]["roi_mode"] == default["roi_mode"] and run.same_config(older, cfg)
+    changed = {**cfg, "model": {**cfg["model"], "roi_mode": "max"}}
+    assert not run.same_config(older, changed)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_train_or_resume_resumes_a_run_whose_preset_was_renamed(shapes_small: Path, tmp_path: Path) -> None:
+    """An interrupted run resumes under another preset name holding the same values (a ``classroom_*``
+    run continued as its frozen ``table2_*`` copy): only ``name`` differs, so ``train_or_resume`` goes on
+    from the checkpoint instead of clearing the folder, and ends with the weights of an uninterrupted
+    run."""
+    overrides = [*tiny_overrides(max_iter=3), f"data.root={shapes_small}"]
+    cfg = run_config("classroom_c5", overrides, seed=1, checkpoints=3)
+    renamed = run_config("table2_c5", overrides, seed=1, checkpoints=3)
+    assert cfg.name != renamed.name and run.same_config(plain_config(cfg), plain_config(renamed))
+    trainer.train(cfg, tmp_path / "run", max_iter=2, progress=False)  # interrupted after iteration 2
+    with pytest.warns(UserWarning, match="name: 'classroom_c5' -> 'table2_c5'"):  # the trainer's note
+        result = train_or_resume(renamed, tmp_path / "run", progress=False)
+    assert result["iteration"] == 3
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["resumed_from"] == 2
+    direct = trainer.train(cfg, tmp_path / "direct", progress=False)["model"].state_dict()
+    for key, value in result["model"].state_dict().items():
+        assert torch.equal(value, direct[key]), key

@@ -62,19 +62,13 @@ def experiment_config(params: dict[str, Any]) -> Config:
 
 
 def same_config(recorded: dict[str, Any], now: dict[str, Any], *, whole: bool = False) -> bool:
-    """Whether a recorded config (plain JSON) trains what ``now`` does: equal but for ``name`` and, unless
-    ``whole`` (a shared trunk's record), the fields in ``_NOT_COMPARED``. Fields added to the config
-    classes since the record count as their defaults (:func:`_with_new_fields`)."""
-    skip = {} if whole else _NOT_COMPARED
-    return _comparable(_with_new_fields(recorded), skip) == _comparable(now, skip)
+    """Whether a recorded config (plain JSON) trains what ``now`` does: the rule of
+    :func:`mrcnn_lite.engine.run.same_config` (equal but for ``name``; fields added to the config classes
+    since the record at their defaults), also leaving out, unless ``whole`` (a shared trunk's record), the
+    fields in ``_NOT_COMPARED``."""
+    from mrcnn_lite.engine.run import same_config as same_run_config
 
-
-def _comparable(config: dict[str, Any], skip: dict[str, tuple[str, ...]]) -> dict[str, Any]:
-    return {
-        section: {k: v for k, v in fields.items() if k not in skip.get(section, ())}
-        if isinstance(fields, dict) else fields
-        for section, fields in config.items() if section != "name"
-    }  # fmt: skip
+    return same_run_config(recorded, now, ignore=None if whole else _NOT_COMPARED)
 
 
 def finished(run_dir: Path, params: dict[str, Any]) -> bool:
@@ -103,19 +97,3 @@ def finished(run_dir: Path, params: dict[str, Any]) -> bool:
         return same_config(recorded["config"], plain_config(experiment_config(params)))
     except Exception:  # noqa: BLE001 - overrides that no longer resolve: not this run, retrain (and report)
         return False
-
-
-def _with_new_fields(config: dict[str, Any]) -> dict[str, Any]:
-    """A recorded config completed with the fields the config classes gained since, at their defaults.
-
-    A field added to a config class defaults to what the code did before it existed, so a run recorded
-    without it trained with that default: it stays finished where today's config leaves the field at its
-    default, and is stale where a preset or an override sets another value."""
-    from mrcnn_lite.config import Config, to_dict
-
-    defaults = json.loads(json.dumps(to_dict(Config())))
-    return {
-        section: {**defaults[section], **fields}
-        if isinstance(fields, dict) and isinstance(defaults.get(section), dict) else fields
-        for section, fields in config.items()
-    }  # fmt: skip

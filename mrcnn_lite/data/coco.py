@@ -26,156 +26,64 @@ Design:
   matcher may ignore proposals that fall on them. Evaluation does not read them
   from here: they are passed to evaluation as COCO does, through the original
   annotation JSON, whose crowd regions ``COCOeval`` treats itself.
+
+The module holds the dataset; the file's reading and validation live in
+:mod:`~mrcnn_lite.data.coco_format` and the judgement of one annotation in
+:mod:`~mrcnn_lite.data.coco_annotations`. Every name of those imports from here as well.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from mrcnn_lite.data.masks import decode, is_number, rle_runs, usable_polygons
+from mrcnn_lite.data.coco_annotations import (
+    REASONS,
+    AnnotationCheck,
+    DegenerateAnnotationWarning,
+    check_annotation,
+    count_reasons,
+)
+from mrcnn_lite.data.coco_format import (
+    REQUIRED_ANN,
+    REQUIRED_CATEGORY,
+    REQUIRED_IMAGE,
+    REQUIRED_TOP,
+    CocoFormatError,
+    CocoGroundTruth,
+    _load_json,
+    read_ground_truth,
+    validate_coco,
+)
+from mrcnn_lite.data.coco_format import _how_to_get as _how_to_get
+from mrcnn_lite.data.coco_format import _key as _key
+from mrcnn_lite.data.masks import decode
 
-REQUIRED_TOP = ("images", "annotations", "categories")
-REQUIRED_IMAGE = ("id", "file_name", "height", "width")
-REQUIRED_CATEGORY = ("id", "name")
-REQUIRED_ANN = ("id", "image_id", "category_id", "bbox", "segmentation", "area")
-
-
-class CocoFormatError(ValueError):
-    """The annotation file is not valid COCO instances JSON; the message names the file and the culprit."""
-
-
-class DegenerateAnnotationWarning(UserWarning):
-    """Some annotations could not become training targets and were skipped."""
-
-
-class CocoGroundTruth(COCO):
-    """pycocotools' ``COCO`` over an already parsed instances JSON, without its prints, that remembers the
-    file it came from (``ann_file``) so that messages about it can name it."""
-
-    def __init__(self, dataset: dict, ann_file: str | Path | None = None) -> None:
-        super().__init__()
-        self.ann_file = Path(ann_file) if ann_file is not None else None
-        self.dataset = dataset
-        with contextlib.redirect_stdout(io.StringIO()):  # "creating index..."
-            self.createIndex()
-
-
-def read_ground_truth(ann_file: str | Path, **fields: Sequence[str]) -> CocoGroundTruth:
-    """Parse and validate (:func:`validate_coco`, which ``fields`` are passed to) an instances JSON;
-    ``CocoFormatError`` names the file."""
-    path = Path(ann_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO ground truth not found: {path}")
-    dataset = _load_json(path, path.parent.parent)
-    validate_coco(dataset, path, **fields)
-    return CocoGroundTruth(dataset, path)
-
-
-#: the plural of each reason :func:`check_annotation` gives, for the warnings' counts
-REASONS = {
-    "box that is not 4 finite numbers": "boxes that are not 4 finite numbers",
-    "box with a negative width or height": "boxes with a negative width or height",
-    "zero-area box": "zero-area boxes",
-    "annotation without a segmentation": "annotations without a segmentation",
-    "segmentation that is neither polygons nor RLE": "segmentations that are neither polygons nor RLE",
-    "polygon with a coordinate that is not a finite number": (
-        "polygons with a coordinate that is not a finite number"
-    ),
-    "polygon with an odd number of coordinates": "polygons with an odd number of coordinates",
-    "polygon with <3 points": "polygons with <3 points",
-    "polygon that covers no pixel": "polygons that cover no pixel",
-    "empty mask": "empty masks",
-    "RLE of another size than its image": "RLEs of another size than their image",
-    "RLE that cannot be decoded": "RLEs that cannot be decoded",
-    "empty RLE": "empty RLEs",
-    "area that is not a finite number": "areas that are not a finite number",
-}
-
-
-def count_reasons(counts: Counter[str]) -> str:
-    """``Counter({"zero-area box": 1, "polygon with <3 points": 3})`` -> "3 polygons with <3 points, 1
-    zero-area box" (most frequent first)."""
-    return ", ".join(f"{n} {why if n == 1 else REASONS.get(why, why)}" for why, n in counts.most_common())
-
-
-@dataclass(frozen=True)
-class AnnotationCheck:
-    """What :func:`check_annotation` found: why the box, the segmentation and the stated area are
-    unusable (None: usable), the usable segmentation (polygons without their pieces of < 3 points, or the
-    RLE; None when unusable) and how many pieces were dropped."""
-
-    box: str | None
-    segm: str | None
-    area: str | None
-    segmentation: list[list[float]] | dict[str, Any] | None
-    dropped_pieces: int = 0
-
-
-def check_annotation(ann: dict, img: dict, rasterise: bool = True) -> AnnotationCheck:
-    """Judge an annotation's box, segmentation and area on their own (each as a short reason or None).
-
-    The box must be 4 finite numbers with a positive width and height. Polygons go through
-    :func:`~mrcnn_lite.data.masks.usable_polygons` and, with ``rasterise``, must cover at least one pixel
-    (training skips rasterising here: train2017 has 860k annotations). An RLE must have its image's size,
-    run lengths that cover exactly height x width pixels and at least one foreground pixel. The area must
-    be a finite number. Fields are assumed present (:func:`validate_coco`), except ``segmentation``.
-    """
-    h, w = img["height"], img["width"]
-    box = ann["bbox"]
-    if not (isinstance(box, list) and len(box) == 4 and all(is_number(v) for v in box)):
-        box_problem: str | None = "box that is not 4 finite numbers"
-    elif box[2] < 0 or box[3] < 0:
-        box_problem = "box with a negative width or height"
-    elif box[2] == 0 or box[3] == 0:
-        box_problem = "zero-area box"
-    else:
-        box_problem = None
-    area_problem = None if is_number(ann["area"]) else "area that is not a finite number"
-
-    segm, segm_problem, dropped = ann.get("segmentation"), None, 0
-    if "segmentation" not in ann:
-        segm_problem = "annotation without a segmentation"
-    elif isinstance(segm, list):
-        segm_problem, pieces, dropped = usable_polygons(segm)
-        segm = pieces
-        if segm_problem is None and rasterise:
-            if mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(pieces, h, w))) == 0:
-                segm_problem = "polygon that covers no pixel"
-    elif isinstance(segm, dict) and "counts" in segm and "size" in segm:
-        size = segm["size"]
-        if not (isinstance(size, (list, tuple)) and len(size) == 2):
-            segm_problem = "RLE that cannot be decoded"
-        elif list(size) != [h, w]:
-            segm_problem = "RLE of another size than its image"
-        else:
-            try:
-                runs = rle_runs(segm)
-            except ValueError:
-                runs = None
-            if runs is None or sum(runs) != h * w:
-                segm_problem = "RLE that cannot be decoded"
-            elif sum(runs[1::2]) == 0:
-                segm_problem = "empty RLE"
-    else:
-        segm_problem = "segmentation that is neither polygons nor RLE"
-    usable = None if segm_problem else segm
-    return AnnotationCheck(box_problem, segm_problem, area_problem, usable, 0 if segm_problem else dropped)
+__all__ = [
+    "REASONS",
+    "REQUIRED_ANN",
+    "REQUIRED_CATEGORY",
+    "REQUIRED_IMAGE",
+    "REQUIRED_TOP",
+    "AnnotationCheck",
+    "CocoDetection",
+    "CocoFormatError",
+    "CocoGroundTruth",
+    "DegenerateAnnotationWarning",
+    "check_annotation",
+    "count_reasons",
+    "read_ground_truth",
+    "validate_coco",
+]
 
 
 class CocoDetection(Dataset):
@@ -298,6 +206,7 @@ class CocoDetection(Dataset):
         return image, target
 
     def _load_image(self, info: dict) -> tv_tensors.Image:
+        """The RGB pixels of image record ``info``; errors name the file and the annotation file."""
         path = self.image_dir / info["file_name"]
         if not path.is_file():
             raise FileNotFoundError(
@@ -330,94 +239,12 @@ class CocoDetection(Dataset):
 
 
 def _xywh_to_xyxy(bbox: list[float]) -> list[float]:
+    """COCO's ``[x, y, w, h]`` box as ``[x1, y1, x2, y2]``."""
     x, y, w, h = bbox
     return [x, y, x + w, y + h]
 
 
 def _boxes(boxes: list[list[float]], canvas_size: tuple[int, int]) -> tv_tensors.BoundingBoxes:
+    """XYXY boxes as a ``[N, 4]`` float32 ``BoundingBoxes`` on an image of ``canvas_size`` (H, W)."""
     data = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     return tv_tensors.BoundingBoxes(data, format="XYXY", canvas_size=canvas_size)
-
-
-def _load_json(path: Path, root: Path) -> dict:
-    """Parse the annotation file; errors name the file and, for bad JSON, the position."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found.{_how_to_get(root)}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise CocoFormatError(
-            f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}, char {e.pos})"
-        ) from e
-
-
-def _how_to_get(root: Path) -> str:
-    if "shapes" in root.name:
-        return " Generate the synthetic dataset with `python -m mrcnn_lite.data.shapes --out data/shapes`."
-    if "coco" in root.name:
-        return (
-            " Put real COCO 2017 under data/coco/ (annotations/instances_{train,val}2017.json, "
-            "train2017/, val2017/) from https://cocodataset.org/#download."
-        )
-    return (
-        " Data sets live under data/: generate the synthetic one with "
-        "`python -m mrcnn_lite.data.shapes --out data/shapes`, or put real COCO 2017 under data/coco/."
-    )
-
-
-def validate_coco(
-    dataset: Any,
-    path: str | Path,
-    image_fields: Sequence[str] = REQUIRED_IMAGE,
-    category_fields: Sequence[str] = REQUIRED_CATEGORY,
-    annotation_fields: Sequence[str] = REQUIRED_ANN,
-) -> None:
-    """Fail early, with a ``CocoFormatError`` naming the file, the field and the entry, on what no reader of
-    the file can work around: a missing field, an image size that is not a positive integer, an annotation
-    whose image or category is not listed. (Unusable geometry is not an error: see
-    :func:`check_annotation`.)"""
-    if not isinstance(dataset, dict):
-        raise CocoFormatError(
-            f"{path}: expected a JSON object at the top level, got {type(dataset).__name__}"
-        )
-    for key in REQUIRED_TOP:
-        if not isinstance(dataset.get(key), list):
-            raise CocoFormatError(f"{path}: missing required top-level field '{key}' (a list)")
-    for key, fields in (
-        ("images", image_fields),
-        ("categories", category_fields),
-        ("annotations", annotation_fields),
-    ):
-        for i, entry in enumerate(dataset[key]):
-            if not isinstance(entry, dict):
-                raise CocoFormatError(f"{path}: {key} entry at index {i} is not a JSON object")
-            missing = [f for f in fields if f not in entry]
-            if missing:
-                name = f"id {entry['id']}" if "id" in entry else f"index {i}"
-                raise CocoFormatError(f"{path}: {key} entry {name} is missing required field '{missing[0]}'")
-    for img in dataset["images"]:
-        for field in ("height", "width"):
-            value = img[field]
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise CocoFormatError(
-                    f"{path}: image {img['id']} has {field} {value!r}, expected a positive integer"
-                )
-    image_ids = {_key(img["id"]) for img in dataset["images"]}
-    category_ids = {_key(cat["id"]) for cat in dataset["categories"]}
-    for ann in dataset["annotations"]:
-        if _key(ann["image_id"]) not in image_ids:
-            raise CocoFormatError(
-                f"{path}: annotation {ann['id']} refers to image id {ann['image_id']!r}, "
-                "which is not in 'images'"
-            )
-        if _key(ann["category_id"]) not in category_ids:
-            raise CocoFormatError(
-                f"{path}: annotation {ann['id']} has category id {ann['category_id']!r}, "
-                "which is not in 'categories'"
-            )
-
-
-def _key(value: Any) -> Any:
-    """An id as a set member (an unhashable one, e.g. a list, matches nothing)."""
-    return value if isinstance(value, (int, str, float)) else object()

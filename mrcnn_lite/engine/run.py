@@ -7,7 +7,7 @@ a config resolves, a run resumes and a result is recorded the same way wherever 
 - :func:`run_config`: a preset with overrides, a seed, a schedule shrunk to ``max_iter`` iterations and
   ``checkpoints`` checkpoints along it;
 - :func:`train_or_resume`: finish (or skip, when complete) the run in a folder, clearing a folder that
-  holds a run of another config;
+  holds a run of another config (:func:`same_config`: the preset's ``name`` aside);
 - :func:`evaluate_run`, :func:`train_and_evaluate`: COCO AP on the val split and the time per stage, as
   the plain-JSON record that ``metrics.json`` and ``trunk.json`` hold (:func:`run_record`);
 - :func:`seed_everything`, :func:`git_commit`, :func:`repo_root` (from :mod:`mrcnn_lite.provenance`).
@@ -19,7 +19,7 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "repo_root",
     "run_config",
     "run_record",
+    "same_config",
     "seed_everything",
     "train_and_evaluate",
     "train_or_resume",
@@ -68,16 +69,52 @@ def plain_config(cfg: Config) -> dict[str, Any]:
     return json.loads(json.dumps(to_dict(cfg)))
 
 
+def same_config(
+    recorded: dict[str, Any], now: dict[str, Any], ignore: Mapping[str, Sequence[str]] | None = None
+) -> bool:
+    """Whether a recorded config (plain JSON: ``run.json``'s, ``metrics.json``'s) trains what ``now``
+    (:func:`plain_config`) does: equal but for ``name`` and the fields ``ignore`` names per section
+    (``{"train": ("checkpoint_period",)}``). The name is a label: a preset renamed, or another preset
+    holding the same values, trains the same run. Fields added to the config classes since the record
+    count as their defaults (:func:`_with_new_fields`)."""
+    skip = ignore or {}
+    return _comparable(_with_new_fields(recorded), skip) == _comparable(now, skip)
+
+
+def _comparable(config: dict[str, Any], skip: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """``config`` without ``name`` and without the fields ``skip`` names per section."""
+    return {
+        section: {k: v for k, v in fields.items() if k not in skip.get(section, ())}
+        if isinstance(fields, dict) else fields
+        for section, fields in config.items() if section != "name"
+    }  # fmt: skip
+
+
+def _with_new_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config completed with the fields the config classes gained since, at their defaults.
+
+    A field added to a config class defaults to what the code did before it existed, so a run recorded
+    without it trained with that default: it stays the same run where today's config leaves the field at
+    its default, and is another where a preset or an override sets another value."""
+    defaults = plain_config(Config())
+    return {
+        section: {**defaults[section], **fields}
+        if isinstance(fields, dict) and isinstance(defaults.get(section), dict) else fields
+        for section, fields in config.items()
+    }  # fmt: skip
+
+
 def train_or_resume(cfg: Config, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """``train(cfg, run_dir, resume=True)``: finish (or skip, when complete) the run in ``run_dir``.
 
-    A ``run_dir`` holding a run of another config (its ``run.json``), or no ``run.json`` at all, is
-    cleared first, so a re-run with new parameters never resumes a different run."""
+    A ``run_dir`` holding a run of another config (its ``run.json``, compared by :func:`same_config`: a
+    run recorded under another preset name with the same values is resumed), or no ``run.json`` at all,
+    is cleared first, so a re-run with new parameters never resumes a different run."""
     run_dir = Path(run_dir)
     info = run_dir / "run.json"
     if run_dir.exists():
         old = json.loads(info.read_text())["config"] if info.is_file() else None
-        if old != plain_config(cfg):
+        if old is None or not same_config(old, plain_config(cfg)):
             shutil.rmtree(run_dir)
     return train(cfg, run_dir, resume=True, progress=progress)
 
