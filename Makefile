@@ -28,28 +28,32 @@ export PYTHONHASHSEED := 0
 export MPLCONFIGDIR := $(CURDIR)/$(VENV)/mplconfig
 MPL_OK   := $(VENV)/mplconfig/.font-cache-built
 
-.PHONY: all venv data workbook test unit nbval lint table2 clean-data help gpu-check gpu-check-wheels
+.PHONY: all venv data workbook test unit nbval lint table2 clean-data help gpu-check gpu-check-wheels student
 
 all: help
 
 help:
 	@echo "make workbook   set up .venv, generate data, execute notebooks/ in place, regenerate figures/"
 	@echo "make test       set up .venv, generate data, run tests/ and pytest --nbval notebooks/"
+	@echo "make lab        open the workbook in JupyterLab on the project's kernel (127.0.0.1 only, with a token)"
 	@echo "make lint       ruff over the library, tests and notebooks"
+	@echo "make student    the student release of notebooks 01-07 (no solutions, no outputs) in build/student/"
 	@echo "make table2     rerun the paper's Table 2 ablations, 3 seeds (about 2 h on 2 CPU cores; resumable)"
 	@echo "                TABLE2_ARGS='--rows c,d --seeds 1' for a part of it"
 	@echo "make gpu-check  on a CUDA GPU: build the kernels, CUDA tests, benchmarks, AMP training (<= 8 min)"
 
 venv: $(STAMP)
 
-# Requirements come from pyproject.toml (one source of truth); torch goes in first so that the
+# Requirements come from pyproject.toml (one source of truth: the dependencies and the `teacher` extra,
+# nbgrader, which `make student` and the exercise tests use); torch goes in first so that the
 # package (and, later, its C++/CUDA extension) builds against it without build isolation.
 $(STAMP): pyproject.toml $(wildcard setup.py mrcnn_lite/csrc/*)
 	@$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11), \
 	  f'mrcnn_lite needs Python 3.11; $(PYTHON) is {sys.version.split()[0]} (set PYTHON=/path/to/python3.11)'"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "setuptools>=70" wheel $(QUIET_PIP)
-	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > $(VENV)/requirements.txt
+	$(PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml','rb'))['project']; \
+	  print('\n'.join(p['dependencies'] + p['optional-dependencies']['teacher']))" > $(VENV)/requirements.txt
 	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt $(QUIET_PIP)
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e . $(QUIET_PIP)
 	$(PY) -c "import mrcnn_lite.ops as ops; print('RoI kernels:', ops.backend()['reason'])"
@@ -63,7 +67,7 @@ $(MPL_OK): $(STAMP)
 	$(PY) -c "import matplotlib, matplotlib.font_manager; print('matplotlib font cache:', matplotlib.get_cachedir())"
 	@touch $@
 
-$(DATA_OK): $(STAMP) mrcnn_lite/data/shapes.py
+$(DATA_OK): $(STAMP) $(wildcard mrcnn_lite/data/shapes*.py)
 	$(PY) -m mrcnn_lite.data.shapes --out $(DATA) --seed $(SEED)
 
 # The notebooks save their figures through mrcnn_lite.workbook.figures_dir(): figures/ for `make workbook`,
@@ -104,6 +108,23 @@ table2: $(STAMP) $(DATA_OK) $(MPL_OK)
 
 clean-data:
 	rm -rf $(DATA)
+
+# The student release (README "Exercises and the student release"): nbgrader generate_assignment over
+# notebooks 01-07 in a course folder, build/nbgrader/ (kept for the teacher: source/, release/, gradebook.db),
+# and the released notebooks, with a README, in build/student/. notebooks/ is only read.
+STUDENT_OUT ?= build/student
+student: $(STAMP)
+	$(PY) -m mrcnn_lite.exercises.release --out $(STUDENT_OUT) --course build/nbgrader
+
+# `make lab`: JupyterLab over the checkout, the notebooks on the venv's kernel ("python3", shown as
+# "Python 3 (mrcnn_lite)"). It listens on 127.0.0.1 only and keeps Jupyter's token: the server runs any code
+# it is sent, so no one who can reach the port may use it without the token (the URL it prints carries it).
+# LAB_ARGS adds options, e.g. LAB_ARGS='--no-browser --port=8890'; root (as in a container) adds --allow-root.
+LAB_ARGS ?=
+.PHONY: lab
+lab: $(STAMP) $(DATA_OK) $(MPL_OK)
+	$(PY) -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks/00_overview.ipynb
 
 # ------------------------------------------------------------------------------------------- GPU check
 # `make gpu-check` (README "GPU check"): benchmarks/gpu_check.py's stages on the visible CUDA GPU, within

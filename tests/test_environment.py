@@ -18,6 +18,7 @@ USER_PACKAGES = {
     "pycocotools",
     "nbval",
     "papermill",
+    "nbgrader",
 }
 
 
@@ -27,6 +28,12 @@ def _name(requirement: str) -> str:
 
 def _pyproject() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _requirements() -> list[str]:
+    """Everything `make venv` installs: the dependencies and the `teacher` extra (nbgrader)."""
+    project = _pyproject()["project"]
+    return project["dependencies"] + project.get("optional-dependencies", {}).get("teacher", [])
 
 
 def _conda() -> dict:
@@ -40,7 +47,7 @@ def _conda_pip() -> list[str]:
 
 
 def test_pip_and_conda_list_the_same_pinned_requirements() -> None:
-    pip_reqs = sorted(_pyproject()["project"]["dependencies"])
+    pip_reqs = sorted(_requirements())
     conda_reqs = sorted(_conda_pip())
     assert pip_reqs == conda_reqs, (
         f"pyproject.toml and environment.yml disagree: only in pyproject {set(pip_reqs) - set(conda_reqs)}, "
@@ -49,7 +56,7 @@ def test_pip_and_conda_list_the_same_pinned_requirements() -> None:
 
 
 def test_every_requirement_is_pinned_and_torch_matches_the_project_pin() -> None:
-    reqs = _pyproject()["project"]["dependencies"]
+    reqs = _requirements()
     unpinned = [r for r in reqs if "==" not in r]
     assert not unpinned, f"unpinned requirements in pyproject.toml: {unpinned}"
     assert "torch==2.14.1" in reqs and "torchvision==0.29.1" in reqs
@@ -68,7 +75,7 @@ def test_installed_versions_are_the_pinned_ones() -> None:
     from importlib.metadata import version
 
     wrong = {}
-    for req in _pyproject()["project"]["dependencies"]:
+    for req in _requirements():
         name, pinned = req.split("==")
         got = version(name)
         if got.split("+")[0] != pinned:
