@@ -36,7 +36,8 @@ def test_the_cases_cover_every_table2_choice() -> None:
         seen.setdefault("agnostic", set()).add((m.arch, m.class_agnostic_masks))
         seen.setdefault("with_mask", set()).add((m.arch, m.with_mask))
     assert seen["arch"] == {"c4", "c5", "fpn"} and seen["mask_loss"] == {"sigmoid", "softmax"}
-    assert seen["roi_op"] == {"roi_pool", "roi_warp", "roi_align"} and seen["roi_mode"] == {"avg", "max"}
+    assert seen["roi_op"] == {"roi_pool", "roi_warp", "roi_warp_mnc", "roi_align"}
+    assert seen["roi_mode"] == {"avg", "max"}
     assert seen["roi_aligned"] == {True, False} and seen["mask_head"] == {"fcn", "mlp1", "mlp2"}
     assert {"resnet18", "resnet34", "resnet50", "resnet101"} <= seen["backbone"]
     both = {(arch, flag) for arch in ("c4", "fpn") for flag in (True, False)}
@@ -57,7 +58,7 @@ def _drop(*names: str) -> Callable[[pytest.MonkeyPatch], None]:
 
 
 def _swap_mlp_heads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build, "MLP_HIDDEN", {"mlp1": (1024, 1024), "mlp2": (1024,)})
+    monkeypatch.setattr(build, "MLP_LAYERS", {"mlp1": 2, "mlp2": 1})
 
 
 def _class_specific_only(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -213,3 +213,21 @@ def test_paste_masks_empty() -> None:
     for legacy in (False, True):
         out = paste_masks(torch.zeros(0, 1, 28, 28), torch.zeros(0, 4), (30, 40), legacy=legacy)
         assert out.shape == (0, 1, 30, 40) and out.dtype == torch.bool
+
+
+def test_argmax_decoding_keeps_the_pixels_where_the_class_wins() -> None:
+    """Table 2b v2: softmax masks decoded by argmax over the K+1 channels (FCN's rule), checked against
+    ``argmax`` itself; the 0.5 threshold of the softmax probability is the harsher second line."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 7, 5, 5) * 3
+    labels = torch.tensor([1, 2, 3, 6, 1, 4])
+    argmax = select_masks(logits, labels, "softmax", decode="argmax")
+    expected = logits.argmax(dim=1) == labels[:, None, None]
+    assert torch.equal(argmax[:, 0] > 0.5, expected)
+    threshold = select_masks(logits, labels, "softmax")  # p(k) > 0.5 implies k wins the argmax
+    assert bool(((threshold > 0.5) <= (argmax > 0.5)).all())
+    assert int((threshold > 0.5).sum()) < int((argmax > 0.5).sum())
+    with pytest.raises(ValueError, match="softmax"):
+        select_masks(logits, labels, "sigmoid", decode="argmax")
+    with pytest.raises(ValueError, match="decode must be"):
+        select_masks(logits, labels, "softmax", decode="mode")

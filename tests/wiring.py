@@ -24,6 +24,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from mrcnn_lite import ops
 from mrcnn_lite.ablations.grid import RUNS
+from mrcnn_lite.ablations.grid_v2 import RUNS_V2
 from mrcnn_lite.config import PRESETS, Config
 from mrcnn_lite.modeling.box_head import Res5BoxHead, TwoFCBoxHead
 from mrcnn_lite.modeling.build import build_model
@@ -31,6 +32,7 @@ from mrcnn_lite.modeling.mask_head import C4MaskHead, FCNMaskHead, MLPMaskHead
 from mrcnn_lite.modeling.mask_rcnn import MaskRCNN
 from mrcnn_lite.modeling.poolers import RoIFeatureExtractor
 from mrcnn_lite.modeling.roi_heads import Res5RoIHeads, StandardRoIHeads
+from mrcnn_lite.ops.reference import warp_mnc
 
 NUM_CLASSES = 5
 #: blocks per stage res2..res5 and the block type of each trunk (He et al. 2016, Table 1; ResNeXt)
@@ -41,13 +43,15 @@ TRUNKS = {
     "resnet101": ((3, 4, 23, 3), Bottleneck),
     "resnext101_32x8d": ((3, 4, 23, 3), Bottleneck),
 }
-#: Table 2e's MLP heads: hidden widths before the K·m² layer
-MLP_HIDDEN = {"mlp1": (1024,), "mlp2": (1024, 1024)}
+#: Table 2e's MLP heads: how many hidden fc layers (each model.mask_fc_dim wide) before the K·m² layer
+MLP_LAYERS = {"mlp1": 1, "mlp2": 2}
 #: combinations beyond the presets and the grid: each flips one choice that the grid leaves fixed
 EXTRA = {
     "c4 unaligned": ("classroom_c4", ("model.roi_aligned=false",)),
     "c4 sampling 0": ("classroom_c4", ("model.roi_sampling_ratio=0",)),
     "c4 faster": ("classroom_c4", ("model.with_mask=false",)),
+    "fpn mlp2 fc256": ("classroom_fpn", ("model.mask_head=mlp2", "model.mask_fc_dim=256")),
+    "c4 softmax argmax": ("classroom_c4", ("model.mask_loss=softmax", "model.mask_decode=argmax")),
     "c5 roi_warp max": ("classroom_c5", ("model.roi_op=roi_warp", "model.roi_mode=max")),
     "c5 mlp2 agnostic": ("classroom_c5", ("model.mask_head=mlp2", "model.class_agnostic_masks=true")),
     "fpn roi_pool": ("classroom_fpn", ("model.roi_op=roi_pool", "model.roi_mode=max")),
@@ -65,6 +69,7 @@ EXTRA = {
 CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     **{f"preset {name}": (name, ()) for name in PRESETS},
     **{f"table2 {run.key}": (run.preset, tuple(run.overrides)) for run in RUNS},
+    **{f"table2 v2 {run.key}": (run.preset, tuple(run.overrides)) for run in RUNS_V2},
     **EXTRA,
 }
 
@@ -85,6 +90,8 @@ def _check_operator(pooler: RoIFeatureExtractor, m: Any) -> None:
     size, scale = pooler.output_size, 1 / 8
     if m.roi_op == "roi_pool":
         expected = ops.reference.roi_pool(feature, rois, size, scale)
+    elif m.roi_op == "roi_warp_mnc":  # MNC's own sample grid: no sampling ratio, no aligned flag
+        expected = warp_mnc.roi_warp_mnc(feature, rois, size, scale, 0, m.roi_mode)
     else:
         op = getattr(ops.reference, m.roi_op)
         expected = op(feature, rois, size, scale, m.roi_sampling_ratio, m.roi_aligned, m.roi_mode)
@@ -140,12 +147,13 @@ def _check_mask_branch(model: MaskRCNN, m: Any, num_classes: int) -> None:
         else:
             assert type(head) is MLPMaskHead
             widths = [fc.out_features for fc in head.fcs if isinstance(fc, nn.Linear)]
-            assert tuple(widths) == MLP_HIDDEN[m.mask_head]
+            assert tuple(widths) == (m.mask_fc_dim,) * MLP_LAYERS[m.mask_head]
     with torch.no_grad():
         assert head(x).shape == (2, k_out, m.mask_resolution, m.mask_resolution)
     assert heads.mask_size == m.mask_resolution
     assert heads.class_agnostic_masks == m.class_agnostic_masks
     assert heads.mask_loss_kind == m.mask_loss
+    assert heads.mask_decode == m.mask_decode
 
 
 def check_wiring(cfg: Config, model: MaskRCNN, num_classes: int = NUM_CLASSES) -> None:

@@ -12,11 +12,12 @@ from typing import Literal
 
 BackboneName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d"]
 Arch = Literal["c4", "c5", "fpn"]
-RoIOp = Literal["roi_pool", "roi_warp", "roi_align"]
+RoIOp = Literal["roi_pool", "roi_warp", "roi_warp_mnc", "roi_align"]
 RoIMode = Literal["max", "avg"]
 BoxHead = Literal["res5", "2fc"]
 MaskHead = Literal["fcn", "mlp1", "mlp2"]
 MaskLoss = Literal["sigmoid", "softmax"]
+MaskDecode = Literal["threshold", "argmax"]
 Optimizer = Literal["sgd", "adamw"]
 LRSchedule = Literal["step", "cosine"]
 
@@ -40,8 +41,9 @@ class ModelConfig:
     (RoIPool is max pooling by definition). ``box_head`` is Figure 4's res5 head (C4) or the 2-fc head
     (C5, FPN). ``mask_head`` "fcn" is Figure 4's convolutional head (C4: deconv on res5's 7x7 output; FPN:
     ``mask_num_convs`` 3x3 convs of ``mask_conv_dim`` then a deconv), "mlp1"/"mlp2" Table 2e's fc heads
-    (fc 1024 -> 1024 -> K*m^2 and 1024 -> 1024 -> 1024 -> K*m^2). ``mask_loss`` "sigmoid" is the paper's
-    per-class binary loss, "softmax" the multinomial one it is compared with (Table 2b).
+    (fc 1024 -> 1024 -> K*m^2 and 1024 -> 1024 -> 1024 -> K*m^2; ``mask_fc_dim`` is the hidden width: the
+    paper's 1024 is 4x its 256 mask conv channels). ``mask_loss`` "sigmoid" is the paper's per-class binary
+    loss, "softmax" the multinomial one it is compared with (Table 2b).
     ``class_agnostic_masks`` predicts one mask for all classes (Table 2b's last rows, §4.2).
 
     FPN RoI level: ``k = floor(fpn_k0 + log2(sqrt(w*h) / fpn_canonical_size))`` (FPN paper, Eq. 1).
@@ -82,8 +84,10 @@ class ModelConfig:
     mask_resolution: int = 28
     mask_conv_dim: int = 256
     mask_num_convs: int = 4
+    mask_fc_dim: int = 1024  # Table 2e's MLP heads: width of each hidden fc layer
     class_agnostic_masks: bool = False
     mask_loss: MaskLoss = "sigmoid"
+    mask_decode: MaskDecode = "threshold"  # softmax masks: "argmax" over the K+1 channels (Table 2b v2)
     with_mask: bool = True  # False: Faster R-CNN (Table 3)
     # inference
     score_thresh: float = 0.05

@@ -140,6 +140,13 @@ def _check_mask_head(m: ModelConfig) -> list[str]:
             f"model.mask_conv_dim must be positive and mask_num_convs >= 0, got {m.mask_conv_dim}, "
             f"{m.mask_num_convs}"
         )
+    if m.mask_decode == "argmax" and m.mask_loss != "softmax":
+        problems.append(
+            "model.mask_decode='argmax' picks the winning class among the mask channels, which only the "
+            f"softmax mask loss trains to compete; with mask_loss={m.mask_loss!r} use mask_decode='threshold'"
+        )
+    if m.mask_fc_dim <= 0:
+        problems.append(f"model.mask_fc_dim must be positive, got {m.mask_fc_dim}")
     if m.class_agnostic_masks and m.mask_loss == "softmax":
         problems.append(
             "model.mask_loss='softmax' competes the classes' masks per pixel, so it needs per-class masks "

@@ -23,8 +23,9 @@ from mrcnn_lite.modeling.rpn import RegionProposalNetwork, RPNHead
 
 BOX_RESOLUTION = 7  # box head input (Figure 4); C4 pools 14x14 and res5 halves it to 7x7
 MASK_ROI_RESOLUTION = 14  # mask head input for C5/FPN (Figure 4 right)
-#: Table 2e's MLP mask heads: hidden fully connected widths before the K·m² output layer
-MLP_HIDDEN: dict[str, tuple[int, ...]] = {"mlp1": (1024,), "mlp2": (1024, 1024)}
+#: Table 2e's MLP mask heads: how many hidden fully connected layers (each ``mask_fc_dim`` wide) come
+#: before the K·m² output layer
+MLP_LAYERS: dict[str, int] = {"mlp1": 1, "mlp2": 2}
 MaskHeadKind = Literal["c4", "fcn", "mlp1", "mlp2"]
 
 
@@ -123,7 +124,7 @@ def _mask_head(kind: MaskHeadKind, in_channels: int, model_cfg: ModelConfig, num
         in_channels,
         num_classes=num_classes,
         resolution=MASK_ROI_RESOLUTION,
-        hidden=MLP_HIDDEN[kind],
+        hidden=(model_cfg.mask_fc_dim,) * MLP_LAYERS[kind],
         mask_size=model_cfg.mask_resolution,
         class_agnostic=agnostic,
     )
@@ -163,6 +164,7 @@ def _roi_settings(model_cfg: ModelConfig) -> dict[str, Any]:
         "mask_size": model_cfg.mask_resolution,
         "mask_loss": model_cfg.mask_loss,
         "class_agnostic_masks": model_cfg.class_agnostic_masks,
+        "mask_decode": model_cfg.mask_decode,
     }
 
 

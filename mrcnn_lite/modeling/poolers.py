@@ -1,8 +1,9 @@
 """RoI feature extraction over one feature map (C4, C5) or a pyramid (FPN): Mask R-CNN §3, Figure 3.
 
 Every RoI gets a fixed-size feature (7×7 for the box head, 14×14 for the mask head) cut out of a feature map
-by one of the operators that Table 2c compares: ``roi_pool`` (Fast R-CNN), ``roi_warp`` (MNC) or
-``roi_align`` (Mask R-CNN), with ``max`` or ``avg`` pooling.
+by one of the operators that Table 2c compares: ``roi_pool`` (Fast R-CNN), ``roi_warp`` (RoIAlign on the
+rounded box, Table 2 v1), ``roi_warp_mnc`` (MNC's RoIWarp, exactly as its Caffe layer) or ``roi_align``
+(Mask R-CNN), with ``max`` or ``avg`` pooling.
 
 With FPN, a RoI of width w and height h (input-image pixels) is read from level
 
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from mrcnn_lite import ops
 
-ROI_OPS = ("roi_pool", "roi_warp", "roi_align")
+ROI_OPS = ("roi_pool", "roi_warp", "roi_warp_mnc", "roi_align")
 ROI_MODES = ("avg", "max")
 
 
@@ -45,8 +46,9 @@ def roi_operator(
     """``pool(feature, rois, spatial_scale)``: Table 2c's operator ``op`` with its settings bound.
 
     ``roi_pool`` (Fast R-CNN) quantizes twice and max-pools, so it takes no ``mode``, ``sampling_ratio``
-    or ``aligned``; ``roi_warp`` (MNC) quantizes the RoI then samples bilinearly; ``roi_align`` (§3) does
-    not quantize. Raises ``ValueError`` for an unknown operator or mode, or ``roi_pool`` with ``avg``.
+    or ``aligned``; ``roi_warp`` quantizes the RoI then samples bilinearly; ``roi_warp_mnc`` is MNC's layer,
+    whose sample grid is its own (it takes only ``mode``); ``roi_align`` (§3) does not quantize. Raises
+    ``ValueError`` for an unknown operator or mode, or ``roi_pool`` with ``avg``.
     """
     if op not in ROI_OPS:
         raise ValueError(f"unknown RoI operator {op!r}; choose one of {ROI_OPS}")
@@ -56,6 +58,8 @@ def roi_operator(
         if mode != "max":
             raise ValueError("roi_pool always max-pools (Fast R-CNN); use mode='max' with it")
         return partial(_roi_pool, output_size=output_size)
+    if op == "roi_warp_mnc":
+        return partial(_roi_warp_mnc, output_size=output_size, mode=mode)
     fn = ops.roi_align if op == "roi_align" else ops.roi_warp
     return partial(_sampled, fn, output_size=output_size, sampling_ratio=sampling_ratio, aligned=aligned,
                    mode=mode)  # fmt: skip
@@ -63,6 +67,12 @@ def roi_operator(
 
 def _roi_pool(feature: Tensor, rois: Tensor, spatial_scale: float, *, output_size: int) -> Tensor:
     return ops.roi_pool(feature, rois, output_size, spatial_scale)
+
+
+def _roi_warp_mnc(
+    feature: Tensor, rois: Tensor, spatial_scale: float, *, output_size: int, mode: str
+) -> Tensor:
+    return ops.roi_warp_mnc(feature, rois, output_size, spatial_scale, 0, mode)
 
 
 def _sampled(
@@ -86,8 +96,9 @@ class RoIFeatureExtractor(nn.Module):
     the RPN). ``forward(features, boxes)`` takes the backbone's ``dict`` of maps and a list of per-image
     ``Tensor[L, 4]`` boxes (image pixels) and returns ``[sum L, C, output_size, output_size]`` in box order.
 
-    The operator (``op``: Table 2c's ``roi_pool``, ``roi_warp`` or ``roi_align``; ``mode``, ``sampling_ratio``
-    and ``aligned`` for the last two) is chosen once, here: ``pool(feature, rois, spatial_scale)`` is that
+    The operator (``op``: Table 2c's ``roi_pool``, ``roi_warp``, ``roi_warp_mnc`` or ``roi_align``; ``mode``
+    for all but the first, ``sampling_ratio`` and ``aligned`` for ``roi_warp`` and ``roi_align``) is chosen
+    once, here: ``pool(feature, rois, spatial_scale)`` is that
     operator with its settings bound. The attributes ``op``, ``mode``, ``sampling_ratio`` and ``aligned``
     describe it; changing them later does not change the operator.
     """

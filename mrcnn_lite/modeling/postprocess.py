@@ -87,16 +87,34 @@ def postprocess_detections(
 
 
 def select_masks(
-    mask_logits: Tensor, labels: Tensor, kind: str = "sigmoid", class_agnostic: bool = False
+    mask_logits: Tensor,
+    labels: Tensor,
+    kind: str = "sigmoid",
+    class_agnostic: bool = False,
+    decode: str = "threshold",
 ) -> Tensor:
     """``[D, 1, m, m]`` probabilities of the predicted classes ``labels [D]`` from ``mask_logits [D, K_out, m,
     m]``: sigmoid of channel k, softmax probability of class k among all channels (``kind="softmax"``), or the
-    sigmoid of channel 0 for a class-agnostic head."""
+    sigmoid of channel 0 for a class-agnostic head. The caller keeps pixels above 0.5.
+
+    ``decode="argmax"`` (softmax masks only; Table 2b's rule fixed in advance) keeps the pixels where class
+    k wins the argmax over all K+1 channels, as FCN segments: it returns ``sigmoid(z_k - max_{j != k} z_j)``,
+    which is above 0.5 exactly there and interpolates smoothly when the mask is pasted."""
+    if decode not in ("threshold", "argmax"):
+        raise ValueError(f"decode must be 'threshold' or 'argmax', got {decode!r}")
+    if decode == "argmax" and (kind != "softmax" or class_agnostic):
+        raise ValueError("decode='argmax' compares the classes' channels: it needs class-specific softmax "
+                         "masks")
     if class_agnostic:
         if kind == "softmax":
             raise ValueError("the softmax mask variant needs class-specific masks")
         return mask_logits[:, :1].sigmoid()
     index = torch.arange(len(labels), device=labels.device)
+    if kind == "softmax" and decode == "argmax":
+        own = mask_logits[index, labels]
+        others = mask_logits.clone()
+        others[index, labels] = float("-inf")
+        return (own - others.amax(dim=1)).sigmoid()[:, None]
     if kind == "softmax":  # the probability of class k needs every channel
         return mask_logits.softmax(dim=1)[index, labels][:, None]
     return mask_logits[index, labels][:, None].sigmoid()  # one channel per detection: K times less work

@@ -71,6 +71,7 @@ class RoIHeads(nn.Module):
         mask_size: int = 28,
         mask_loss: str = "sigmoid",
         class_agnostic_masks: bool = False,
+        mask_decode: str = "threshold",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -83,6 +84,7 @@ class RoIHeads(nn.Module):
         self.mask_size = mask_size
         self.mask_loss_kind = mask_loss
         self.class_agnostic_masks = class_agnostic_masks
+        self.mask_decode = mask_decode  # plain attribute: evaluation may switch it (Table 2b's two rules)
         self.generator = generator
 
     @property
@@ -196,7 +198,9 @@ class RoIHeads(nn.Module):
             return detections
         mask_logits = self.forward_mask(features, boxes)
         labels = torch.cat([d["labels"] for d in detections])
-        probs = select_masks(mask_logits, labels, self.mask_loss_kind, self.class_agnostic_masks)
+        probs = select_masks(
+            mask_logits, labels, self.mask_loss_kind, self.class_agnostic_masks, self.mask_decode
+        )
         for d, p in zip(detections, probs.split([len(b) for b in boxes]), strict=True):
             d["masks"] = p  # [D, 1, m, m] probabilities; MaskRCNN pastes them into the image
         return detections

@@ -3,6 +3,7 @@
 ``roi_pool``, ``roi_warp`` and ``roi_align`` run the compiled kernels of ``mrcnn_lite._C`` (CPU, and CUDA
 when built with it) and fall back to the pure-PyTorch references in :mod:`mrcnn_lite.ops.reference`, with a
 one-time warning, when the extension is missing. ``backend()`` reports which kernels are available.
+``roi_warp_mnc`` (RoIWarp exactly as MNC's Caffe layer, Table 2c) is pure PyTorch on every device.
 
 All three take the call shape of ``torchvision.ops.roi_align``::
 
@@ -19,8 +20,17 @@ from torch import Tensor
 
 from . import _extension, reference
 from ._common import BoxesLike, check_mode, check_sampling_ratio, check_scale, output_hw, to_rois
+from .reference.warp_mnc import roi_warp_mnc as _roi_warp_mnc
 
-__all__ = ["backend", "float32_under_autocast", "reference", "roi_align", "roi_pool", "roi_warp"]
+__all__ = [
+    "backend",
+    "float32_under_autocast",
+    "reference",
+    "roi_align",
+    "roi_pool",
+    "roi_warp",
+    "roi_warp_mnc",
+]
 
 _warned = False
 
@@ -134,3 +144,18 @@ def roi_pool(
     scale = check_scale(spatial_scale)
     rois, (ph, pw) = to_rois(boxes, input, check_values=False), output_hw(output_size)
     return torch.ops.mrcnn_lite.roi_pool(input, rois, scale, ph, pw)[0]
+
+
+def roi_warp_mnc(
+    input: Tensor,
+    boxes: BoxesLike,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = 0,
+    mode: str = "max",
+) -> Tensor:
+    """RoIWarp exactly as MNC's Caffe layer (Mask R-CNN Table 2c's RoIWarp rows): see
+    :mod:`mrcnn_lite.ops.reference.warp_mnc`. Pure PyTorch on every device (no compiled kernel), in float32
+    under autocast as the other operators."""
+    input = float32_under_autocast(input)
+    return _roi_warp_mnc(input, boxes, output_size, spatial_scale, sampling_ratio, mode)
