@@ -142,3 +142,16 @@ def test_every_notebook_has_its_exercises(notebook: str) -> None:
     complete = [k for k, cells in exercises.items() if set(cells) == {"solution", "check"}]
     assert len(complete) >= least, f"{notebook}: {len(complete)} exercises, issue #21 asks for {least}+"
     assert sorted(exercises) == list(range(1, len(exercises) + 1)), f"{notebook}: exercises numbered 1..N"
+
+
+def test_a_course_folder_with_students_work_is_never_deleted(tmp_path: Path) -> None:
+    """Regenerating the release into a course folder that holds submissions would delete them and the
+    gradebook: it refuses, naming the folder."""
+    from mrcnn_lite.exercises.release import generate_assignments
+
+    course = tmp_path / "course"
+    (course / "submitted" / "student1").mkdir(parents=True)
+    (course / "gradebook.db").write_text("kept")
+    with pytest.raises(FileExistsError, match="students' work"):
+        generate_assignments([], course)
+    assert (course / "gradebook.db").read_text() == "kept"

@@ -83,6 +83,12 @@ def generate_assignments(notebooks: list[Path], course: Path) -> dict[str, Path]
     """Run ``nbgrader generate_assignment`` over a fresh course folder holding one assignment per notebook;
     returns each notebook's released copy (``course/release/<stem>/<stem>.ipynb``) by notebook name."""
     if course.exists():
+        graded = [d for d in ("submitted", "autograded", "feedback") if (course / d).exists()]
+        if graded:
+            raise FileExistsError(
+                f"{course} holds students' work ({', '.join(graded)}/): regenerating the release there would "
+                "delete it with the gradebook; use a new --course folder"
+            )
         shutil.rmtree(course)
     for nb in notebooks:
         (course / "source" / nb.stem).mkdir(parents=True)
