@@ -87,13 +87,16 @@ def test_smoke_grid_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(grid_v2.Trunk, "config", property(lambda self: replace(tiny, seed=self.seed)))
     results, work = tmp_path / "results", tmp_path / "work"
     statuses = runner_v2.run_grid("smoke", ["c4_softmax"], 1, jobs=1, results=results, work=work,
-                                  progress=False)  # fmt: skip
-    assert statuses == {("c4_softmax", 0): "done"}, (work / "c4_softmax" / "seed0" / "error.log").read_text()
+                                  trunks_dir=results, progress=False)  # fmt: skip
+    log = work / "smoke" / "c4_softmax" / "seed0" / "error.log"
+    assert statuses == {("c4_softmax", 0): "done"}, log.read_text() if log.is_file() else statuses
     record = json.loads((results / "runs" / "c4_softmax" / "seed0.json").read_text())
     assert [e["iteration"] for e in record["schedule"]] == [1, 2, 3, 4]
     assert all("segm" in e and "segm_p05" in e and "bbox" in e for e in record["schedule"])
     assert record["config"]["model"]["weights_path"].endswith("r18_seed0.pth")
     trunk = json.loads((results / "trunks" / "r18_seed0.json").read_text())
     assert trunk["config"]["iters"] == 2 and trunk["weights_sha256"]
-    again = runner_v2.run_grid("smoke", ["c4_softmax"], 1, jobs=1, results=results, work=work, progress=False)
+    assert (work / "trunks" / "r18_seed0" / "checkpoint.pth").is_file()  # pretrained under the work root
+    again = runner_v2.run_grid("smoke", ["c4_softmax"], 1, jobs=1, results=results, work=work,
+                               trunks_dir=results, progress=False)  # fmt: skip
     assert again == {("c4_softmax", 0): "skipped"}

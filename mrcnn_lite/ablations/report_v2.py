@@ -139,7 +139,8 @@ def plot_curves(schedule: dict[int, Runs], path: Path) -> Path:
 
 
 def build(
-    results: Path, out_results: Path, figures: Path, header: dict[str, Any] | None = None
+    results: Path, out_results: Path, figures: Path, header: dict[str, Any] | None = None,
+    name: str = "table2_v2",
 ) -> list[Path]:
     """Write the v2 table, its CSVs and its figure from the records under ``results``; returns the files."""
     runs = load_records(results)
@@ -148,14 +149,15 @@ def build(
     schedule = schedule_of(runs)
     last = max(schedule)
     claims = claim_table(schedule, CLAIMS_V2)
-    md = ["# Table 2 v2, rerun", ""]
+    md = [f"# {name.replace('_', ' ')}: Table 2 rerun (v2)", ""]
     md += [f"- **{k}**: {v}" for k, v in (header or {}).items()] + [""]
     md += [table_markdown(schedule[last], last), "", "## Claims", "", claim_table_markdown(claims)]
     missing = [k for k in RUN_BY_KEY_V2 if k not in runs]
     if missing:
         md += ["", f"Runs without a record yet: {', '.join(missing)}."]
-    files = [Path(out_results) / "table2_v2.md", Path(out_results) / "table2_v2.csv",
-             Path(out_results) / "table2_v2_claims.csv", Path(figures) / "table2_v2_curves.png"]  # fmt: skip
+    out = Path(out_results)
+    files = [out / f"{name}.md", out / f"{name}.csv", out / f"{name}_claims.csv",
+             Path(figures) / f"{name}_curves.png"]  # fmt: skip
     write_text(files[0], "\n".join(md) + "\n")
     write_rows_csv(schedule, files[1])
     write_claim_table_csv(claims, files[2])

@@ -38,6 +38,12 @@ from mrcnn_lite.atomic import write_json
 from mrcnn_lite.provenance import repo_root
 
 RESULTS = Path("results") / "table2_v2"
+
+
+def default_results(grid_name: str) -> Path:
+    """Where a grid's run records go: ``results/table2_v2`` (committed) for the ``cpu`` grid, an ignored
+    ``build/table2_v2_<grid>`` for the lab and CI grids (their shorter runs are other runs)."""
+    return RESULTS if grid_name == "cpu" else Path("build") / f"table2_v2_{grid_name}"
 WORK = Path("runs") / "table2_v2"
 
 
@@ -200,20 +206,25 @@ def todo(grid: GridV2, runs: list[str] | None, seeds: int | None) -> list[tuple[
 
 
 def run_grid(grid_name: str = "cpu", runs: list[str] | None = None, seeds: int | None = None,
-             max_hours: float | None = None, jobs: int = 2, results: Path = RESULTS, work: Path = WORK,
-             progress: bool = True) -> dict[tuple[str, int], str]:
+             max_hours: float | None = None, jobs: int = 2, results: Path | None = None,
+             work: Path = WORK, trunks_dir: Path = RESULTS,
+             progress: bool = True) -> dict[tuple[str, int], str]:  # fmt: skip
     """Run what is not finished of ``grid_name`` (``GRIDS_V2``), ``jobs`` runs at a time, each with
-    ``cores // jobs`` threads; no new run starts after ``max_hours`` (the part's budget). Returns every
-    (run, seed)'s status: "done", "skipped" (finished before), "failed" or "not started"."""
+    ``cores // jobs`` threads; no new run starts after ``max_hours`` (the part's budget). Run records go
+    to ``results`` (default :func:`default_results`), trunks to ``trunks_dir/trunks`` (every grid shares
+    them). Returns every (run, seed)'s status: "done", "skipped" (finished before), "failed" or "not
+    started"."""
     from concurrent.futures import ThreadPoolExecutor
 
     grid = GRIDS_V2[grid_name]
-    results, work = Path(results), Path(work)
+    results = Path(results) if results is not None else default_results(grid_name)
+    work_root, trunks_dir = Path(work), Path(trunks_dir)
+    work = work_root / grid_name
     pairs = todo(grid, runs, seeds)
     start = time.monotonic()
     trunks: dict[Trunk, dict[str, Any]] = {}
     for t in dict.fromkeys(trunk_for(r.backbone, s) for r, s in pairs):
-        trunks[t] = ensure_trunk(t, results, work, progress)
+        trunks[t] = ensure_trunk(t, trunks_dir, work_root, progress)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     statuses: dict[tuple[str, int], str] = {}
 
@@ -223,7 +234,7 @@ def run_grid(grid_name: str = "cpu", runs: list[str] | None = None, seeds: int |
             return
         trunk = trunk_for(run.backbone, seed)
         params = run_params(run, seed, grid, trunks[trunk])
-        weights = trunk_files(trunk, results)[0]
+        weights = trunk_files(trunk, trunks_dir)[0]
         tic = time.perf_counter()
         status = run_one(params, weights, work / run.key / f"seed{seed}",
                          result_path(results, run.key, seed), threads)  # fmt: skip
@@ -256,6 +267,13 @@ def main(argv: list[str] | None = None) -> None:
     statuses = run_grid(args.grid, runs, args.seeds, args.max_hours, args.jobs)
     counts = {s: sum(v == s for v in statuses.values()) for s in set(statuses.values())}
     print(f"[table2 v2 {args.grid}] " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    from mrcnn_lite.ablations import report_v2
+
+    results = default_results(args.grid)
+    name = "table2_v2" if args.grid == "cpu" else f"table2_v2_{args.grid}"
+    figures = Path("figures") if args.grid == "cpu" else results
+    files = report_v2.build(results, results.parent if args.grid == "cpu" else results, figures, name=name)
+    print("wrote " + ", ".join(map(str, files)))
 
 
 if __name__ == "__main__":
