@@ -25,7 +25,7 @@ import torch
 import torch.multiprocessing as mp
 
 from mrcnn_lite.config import Config, ConfigError, apply_overrides, get_config
-from mrcnn_lite.data import shapes
+from mrcnn_lite.data import shapes, shapes_image
 from mrcnn_lite.data.coco import CocoDetection
 from mrcnn_lite.data.transforms import build_transforms
 from mrcnn_lite.engine import evaluate_model, predict_dataset, train
@@ -103,9 +103,12 @@ def _worker(rank: int, world: int, port: int, cfg: Config, out: Path, shared: Pa
 def square_shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 train and 2 val shapes images, all 192 x 192."""
     out = tmp_path_factory.mktemp("square_shapes")
-    with pytest.MonkeyPatch.context() as mpatch:
-        mpatch.setattr(shapes, "IMAGE_SIZE_RANGE", (192, 192))
+    with pytest.MonkeyPatch.context() as mpatch:  # where make_image reads it (data/shapes_image.py)
+        mpatch.setattr(shapes_image, "IMAGE_SIZE_RANGE", (192, 192))
         shapes.generate(out, seed=0, num_train=6, num_val=2)
+    sizes = {(im["width"], im["height"]) for split in ("train2017", "val2017")
+             for im in json.loads((out / "annotations" / f"instances_{split}.json").read_text())["images"]}
+    assert sizes == {(192, 192)}, f"the size patch did not reach the generator: {sizes}"  # fmt: skip
     return out
 
 
