@@ -97,6 +97,13 @@ def test_smoke_grid_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     trunk = json.loads((results / "trunks" / "r18_seed0.json").read_text())
     assert trunk["config"]["iters"] == 2 and trunk["weights_sha256"]
     assert (work / "trunks" / "r18_seed0" / "checkpoint.pth").is_file()  # pretrained under the work root
+    import torch
+
+    committed = torch.load(results / "trunks" / "r18_seed0.pth", weights_only=True)
+    trained = torch.load(work / "trunks" / "r18_seed0" / "trunk.pth", weights_only=True)
+    assert committed["conv1.weight"].dtype == torch.float16  # float16 in git, exactly the trained values
+    for key, value in trained.items():
+        assert torch.equal(committed[key], value.half() if value.is_floating_point() else value), key
     again = runner_v2.run_grid("smoke", ["c4_softmax"], 1, jobs=1, results=results, work=work,
                                trunks_dir=results, progress=False)  # fmt: skip
     assert again == {("c4_softmax", 0): "skipped"}

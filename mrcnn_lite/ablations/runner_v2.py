@@ -53,6 +53,15 @@ def trunk_files(trunk: Trunk, results: Path) -> tuple[Path, Path]:
     return base.with_suffix(".pth"), base.with_suffix(".json")
 
 
+def committed_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The trunk as committed: floating tensors in float16 (half the bytes in git; the fine-tuned model loads
+    them into float32 parameters, so every run on every machine starts from exactly these values), integer
+    buffers (BatchNorm's step counter) as they are."""
+    import torch
+
+    return {k: v.half() if torch.is_floating_point(v) else v for k, v in state.items()}
+
+
 def ensure_trunk(trunk: Trunk, results: Path, work: Path, progress: bool = True) -> dict[str, Any]:
     """The trunk's record, pretraining it first (resumably) unless its committed files match its config."""
     import torch
@@ -69,6 +78,7 @@ def ensure_trunk(trunk: Trunk, results: Path, work: Path, progress: bool = True)
     state = torch.load(trunk_path(work / "trunks" / trunk.key), map_location="cpu", weights_only=True)
     from mrcnn_lite.ablations.runner import save_weights
 
+    state = committed_weights(state)
     save_weights(state, weights)
     record = {**record, "weights": str(weights), "weights_sha256": state_sha256(state)}
     write_json(record_path, record)
