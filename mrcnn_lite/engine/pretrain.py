@@ -147,7 +147,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
     start, record = _resume(out, model, opt, cfg)
     data = ShapesClassification(cfg.iters * cfg.batch_size, split_index=0, seed=cfg.seed,
                                 size=cfg.image_size)
-    t0, c0 = time.perf_counter(), _cpu_seconds()
+    t0, c0, since = time.perf_counter(), _cpu_seconds(), start  # time and iteration of the last checkpoint
     model.train()
     loss_sum, loss_n = 0.0, 0
     for it in range(start, cfg.iters):
@@ -166,7 +166,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
         done = it + 1
         if progress and done % 50 == 0:
             print(f"[pretrain {cfg.depth} seed {cfg.seed}] it {done}/{cfg.iters} loss {loss.item():.3f} "
-                  f"({(time.perf_counter() - t0) / max(1, done - start):.2f} s/it)", flush=True)
+                  f"({(time.perf_counter() - t0) / max(1, done - since):.2f} s/it)", flush=True)
         if done % cfg.eval_period == 0 or done == cfg.iters:
             acc = evaluate_accuracy(model, cfg)
             record["curve"].append({"iteration": done, "val_accuracy": acc, "train_loss": loss_sum / loss_n})
@@ -179,7 +179,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
                    "cpu_s": record["cpu_s"] + _cpu_seconds() - c0}
             _save({"config": asdict(cfg), "iteration": done, "model": model.state_dict(),
                    "optimizer": opt.state_dict(), "record": rec}, out / "checkpoint.pth")
-            record, t0, c0 = rec, time.perf_counter(), _cpu_seconds()
+            record, t0, c0, since = rec, time.perf_counter(), _cpu_seconds(), done
     _save(model.trunk.state_dict(), trunk_path(out))
     final = {
         "config": asdict(cfg),
