@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from mrcnn_lite.ablations.grid import Claim, Row
+from mrcnn_lite.ablations.grid import Claim, Row, _approx, _gt  # the same claim builders as v1
 from mrcnn_lite.engine.pretrain import PretrainConfig
 
 Arch = Literal["c4", "c5", "fpn"]
@@ -132,14 +132,6 @@ ROWS_V2: tuple[Row, ...] = (
     Row("3", "Faster R-CNN, RoIAlign", "fpn_faster", "Faster R-CNN, RoIAlign", baseline=True),
     Row("3", "Mask R-CNN", "fpn_fcn", "Mask R-CNN"),
 )
-
-
-def _gt(key: str, table: str, text: str, a: str, b: str, metric: str = "mask_AP") -> Claim:
-    return Claim(key, table, text, ((a, metric),), ((b, metric),), "greater")
-
-
-def _approx(key: str, table: str, text: str, a: str, b: str, metric: str = "mask_AP") -> Claim:
-    return Claim(key, table, text, ((a, metric),), ((b, metric),), "approx")
 
 
 #: the paper's claims; the directional ones ("greater") form the Holm family of the verdicts
