@@ -42,7 +42,6 @@ from pathlib import Path
 
 import torch
 import torchvision
-from roi_ops import cpu_model  # a sibling script (benchmarks/ is on sys.path when run as a script)
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -64,6 +63,7 @@ from mrcnn_lite.engine.schedule import build_optimizer, lr_at, set_lr
 from mrcnn_lite.engine.trainer import batches, train
 from mrcnn_lite.evaluation.coco_eval import evaluate, to_coco_results
 from mrcnn_lite.modeling.build import build_model
+from mrcnn_lite.provenance import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"box_AP": 0.65, "mask_AP": 0.60, "minutes": 10.0}
@@ -312,7 +312,7 @@ def main() -> None:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "threads": args.threads,
-        "cpu_model": cpu_model(),
+        "cpu_model": cpu_name(),
         "seed": args.seed,
         "config": to_dict(cfg),
         "rows": rows,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from torch.utils.benchmark import Timer
 import mrcnn_lite.ops as ops
 from mrcnn_lite.atomic import write_json
 from mrcnn_lite.ops import reference
-from mrcnn_lite.provenance import git_commit
+from mrcnn_lite.provenance import cpu_name, git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"fwd": 2.0, "fwd+bwd": 5.0}  # CPU speedup over torchvision to reach
@@ -49,15 +48,6 @@ def time_ms(fn, device: str, min_run_time: float) -> float:
     )
     return m.median * 1e3
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -124,8 +114,8 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": git_commit(dirty=True),
         "device": args.device,
-        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else cpu_model(),
-        "cpu_model": cpu_model(),
+        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else cpu_name(),
+        "cpu_model": cpu_name(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

@@ -1,4 +1,4 @@
-"""Where a run comes from: its seed, the checkout it runs from and that checkout's git commit.
+"""Where a run comes from: its seed, the checkout it runs from, that checkout's git commit and the CPU.
 
 A leaf module (the standard library at import; numpy and torch only inside :func:`seed_everything`), so
 that the trainer, :mod:`mrcnn_lite.engine.run` (which re-exports these) and the benchmarks share one
@@ -53,3 +53,17 @@ def git_commit(dirty: bool = False) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("+dirty" if changed.strip() else "")
+
+
+def cpu_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (for example "AMD EPYC 7B13"), else what ``platform``
+    knows: our machines differ by up to 2.5x in speed, so every timing record names its CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"

@@ -18,31 +18,19 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import REPO
+from notebook_cells import GRADE_ID, exercises, grade_id, stubbed
 
 from mrcnn_lite.exercises.release import build_student_release, exercise_notebooks
 
-GRADE_ID = re.compile(r"nb(\d\d)_ex(\d+)_(solution|check)")
 CHECK_CELL = re.compile(r"from mrcnn_lite\.exercises import nb(\d\d)\n\nnb\1\.check_\w+\(\w+\)\n?")
 #: The least number of exercises per notebook (issue #21: at least two, three or four in 02 and 05).
 MIN_EXERCISES = {1: 2, 2: 3, 3: 2, 4: 2, 5: 3, 6: 2, 7: 2}
 
 
-def _grade_id(cell: nbformat.NotebookNode) -> str:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
-
-
-def _exercises(nb_path: Path) -> dict[int, dict[str, nbformat.NotebookNode]]:
-    """The notebook's exercises by number: {K: {"solution": cell, "check": cell}}."""
-    found: dict[int, dict[str, nbformat.NotebookNode]] = {}
-    for cell in nbformat.read(nb_path, as_version=4).cells:
-        m = GRADE_ID.fullmatch(_grade_id(cell))
-        if m:
-            found.setdefault(int(m.group(2)), {})[m.group(3)] = cell
-    return found
 
 
 def _all_exercises() -> list[tuple[str, int]]:
-    return [(p.name, k) for p in exercise_notebooks(REPO) for k in sorted(_exercises(p))]
+    return [(p.name, k) for p in exercise_notebooks(REPO) for k in sorted(exercises(p))]
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -73,12 +61,13 @@ def _run_cells(*sources: str, label: str) -> str:
 def test_the_check_fails_on_the_stub_and_passes_on_the_solution(
     release: dict[str, Path], notebook: str, k: int
 ) -> None:
-    source = _exercises(REPO / "notebooks" / notebook)[k]
+    source = exercises(REPO / "notebooks" / notebook)[k]
     assert set(source) == {"solution", "check"}, f"{notebook} exercise {k}: one solution, one check cell"
-    released = _exercises(release[notebook])[k]
+    released = exercises(release[notebook])[k]
     stub, check = released["solution"].source, released["check"].source
     assert "raise NotImplementedError()" in stub, f"{notebook} exercise {k}: the release has no stub"
     assert check == source["check"].source, "the check cell must reach the release unchanged"
+    assert stubbed(source["solution"].source) == stub, "notebook_cells.stubbed must match nbgrader's stub"
     with pytest.raises((AssertionError, NotImplementedError)):
         _run_cells(stub, check, label=f"{notebook} ex{k} stub")
     printed = _run_cells(source["solution"].source, check, label=f"{notebook} ex{k} solution")
@@ -93,7 +82,7 @@ def test_exercise_cells_follow_the_convention(notebook: str) -> None:
         assert "import nbgrader" not in cell.source and "from nbgrader" not in cell.source, (
             f"{notebook} cell {i}: never import nbgrader (students have only the workbook's packages)"
         )
-        m = GRADE_ID.fullmatch(_grade_id(cell))
+        m = GRADE_ID.fullmatch(grade_id(cell))
         if not m:
             continue
         meta = cell.metadata["nbgrader"]
@@ -105,7 +94,7 @@ def test_exercise_cells_follow_the_convention(notebook: str) -> None:
             assert cells[i - 1].cell_type == "markdown" and "### Your turn" in cells[i - 1].source, (
                 f"{notebook} cell {i}: an exercise opens with a '### Your turn N: ...' markdown cell"
             )
-            assert _grade_id(cells[i + 1]) == m.group(0).replace("solution", "check"), (
+            assert grade_id(cells[i + 1]) == m.group(0).replace("solution", "check"), (
                 f"{notebook} cell {i}: the check cell must follow its solution cell"
             )
         else:
@@ -125,8 +114,8 @@ def test_the_release_has_no_solutions_no_outputs_and_locked_checks(release: dict
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, f"{name}: a solution is left"
         nb = nbformat.read(path, as_version=4)
         assert not {"widgets", "papermill"} & set(nb.metadata), f"{name}: the teacher's run state is left"
-        source_ids = [_grade_id(c) for c in nbformat.read(REPO / "notebooks" / name, as_version=4).cells]
-        assert [_grade_id(c) for c in nb.cells] == source_ids, f"{name}: cells lost or reordered"
+        source_ids = [grade_id(c) for c in nbformat.read(REPO / "notebooks" / name, as_version=4).cells]
+        assert [grade_id(c) for c in nb.cells] == source_ids, f"{name}: cells lost or reordered"
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert not cell.outputs and cell.execution_count is None, f"{name}: a cell kept its outputs"
@@ -137,11 +126,11 @@ def test_the_release_has_no_solutions_no_outputs_and_locked_checks(release: dict
 
 @pytest.mark.parametrize("notebook", [p.name for p in exercise_notebooks(REPO)])
 def test_every_notebook_has_its_exercises(notebook: str) -> None:
-    exercises = _exercises(REPO / "notebooks" / notebook)
+    found = exercises(REPO / "notebooks" / notebook)
     least = MIN_EXERCISES[int(notebook[:2])]
-    complete = [k for k, cells in exercises.items() if set(cells) == {"solution", "check"}]
+    complete = [k for k, cells in found.items() if set(cells) == {"solution", "check"}]
     assert len(complete) >= least, f"{notebook}: {len(complete)} exercises, issue #21 asks for {least}+"
-    assert sorted(exercises) == list(range(1, len(exercises) + 1)), f"{notebook}: exercises numbered 1..N"
+    assert sorted(found) == list(range(1, len(found) + 1)), f"{notebook}: exercises numbered 1..N"
 
 
 def test_a_course_folder_with_students_work_is_never_deleted(tmp_path: Path) -> None:

@@ -4,35 +4,24 @@ usual wrong answers, with a message that names the mistake."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
+from notebook_cells import cell_source, function
 
 from mrcnn_lite.exercises import ExerciseError, nb05
 from mrcnn_lite.modeling.losses import mask_loss, mask_targets
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_heads_and_losses.ipynb"
-SOLUTION = re.compile(r"( *)### BEGIN SOLUTION\n.*?### END SOLUTION", re.S)
+NOTEBOOK = "05_heads_and_losses.ipynb"
 
 
-def _cell(grade_id: str) -> str:
-    for cell in nbformat.read(NOTEBOOK, as_version=4).cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
-            return cell.source
-    raise KeyError(grade_id)
+def _cell(gid: str) -> str:
+    return cell_source(NOTEBOOK, gid)
 
 
-def _function(grade_id: str, name: str, stub: bool = False):
-    """The function the notebook's solution cell defines (or its nbgrader stub), run in a fresh namespace."""
-    source = _cell(grade_id)
-    if stub:
-        source = SOLUTION.sub(lambda m: f"{m.group(1)}raise NotImplementedError()", source)
-    namespace: dict = {}
-    exec(compile(source, grade_id, "exec"), namespace)  # the notebook's own cell
-    return namespace[name]
+def _function(gid: str, name: str, stub: bool = False):
+    return function(NOTEBOOK, gid, name, stub)
 
 
 EXERCISES = [

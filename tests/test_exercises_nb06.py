@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
+from notebook_cells import exercises, stubbed
 
 from mrcnn_lite.exercises import ExerciseError, nb06
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_train.ipynb"
+NOTEBOOK = "06_train.ipynb"
 
 
 # ----------------------------------------------------------------------------- the learning-rate schedule
@@ -180,24 +179,8 @@ def test_clip_gradients_fails_on_wrong_answers(wrong):
 # ----------------------------------------------------------------------------- the notebook's cells
 def _exercise_cells() -> list[tuple[str, str]]:
     """(solution source, check source) of each exercise in notebook 06, by nbgrader grade_id."""
-    cells = nbformat.read(NOTEBOOK, as_version=4).cells
-    ids = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in cells}
-    n = sum(1 for k in ids if k and k.endswith("_solution"))
-    return [(ids[f"nb06_ex{i}_solution"], ids[f"nb06_ex{i}_check"]) for i in range(1, n + 1)]
-
-
-def _stubbed(source: str) -> str:
-    """The solution cell as nbgrader's generate_assignment releases it."""
-    lines, out, skipping = source.splitlines(), [], False
-    for line in lines:
-        if line.strip() == "### BEGIN SOLUTION":
-            out.append(line[: len(line) - len(line.lstrip())] + "raise NotImplementedError()")
-            skipping = True
-        elif line.strip() == "### END SOLUTION":
-            skipping = False
-        elif not skipping:
-            out.append(line)
-    return "\n".join(out)
+    found = exercises(NOTEBOOK)
+    return [(found[k]["solution"].source, found[k]["check"].source) for k in sorted(found)]
 
 
 def test_notebook_has_the_exercises():
@@ -209,4 +192,4 @@ def test_notebook_solution_passes_and_stub_fails(index):
     solution, check = _exercise_cells()[index]
     exec(compile(solution + "\n" + check, f"nb06_ex{index + 1}", "exec"), {})  # noqa: S102
     with pytest.raises(ExerciseError, match="not written yet"):
-        exec(compile(_stubbed(solution) + "\n" + check, f"nb06_ex{index + 1}_stub", "exec"), {})  # noqa: S102
+        exec(compile(stubbed(solution) + "\n" + check, f"nb06_ex{index + 1}_stub", "exec"), {})  # noqa: S102

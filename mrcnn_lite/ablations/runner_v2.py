@@ -35,7 +35,7 @@ from mrcnn_lite.ablations.grid_v2 import (
 )
 from mrcnn_lite.ablations.records import read_record
 from mrcnn_lite.atomic import write_json
-from mrcnn_lite.provenance import repo_root
+from mrcnn_lite.provenance import cpu_name, repo_root
 
 RESULTS = Path("results") / "table2_v2"
 
@@ -163,7 +163,7 @@ def train_and_record(params: dict[str, Any], weights: Path, work: Path, out: Pat
         "train_seconds": sum(e["train_seconds"] for e in schedule),
         "train_cpu_seconds": sum(e["train_cpu_seconds"] for e in schedule),
         "eval_seconds": sum(e["eval_seconds"] for e in schedule),
-        "threads": _threads(), "cpu": _cpu_name(), "commit": git_commit(),
+        "threads": _threads(), "cpu": cpu_name(), "commit": git_commit(),
     }  # fmt: skip
     write_json(out, record)
     return record
@@ -174,17 +174,6 @@ def _threads() -> int:
 
     return torch.get_num_threads()
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def run_one(params: dict[str, Any], weights: Path, work: Path, out: Path, threads: int) -> str:

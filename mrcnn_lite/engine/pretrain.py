@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import math
 import os
-import platform
 import resource
 import time
 from dataclasses import asdict, dataclass, replace
@@ -37,7 +36,7 @@ from mrcnn_lite.atomic import atomic_path, write_json
 from mrcnn_lite.data.classification import NUM_CLASSES, ShapesClassification
 from mrcnn_lite.modeling.backbone import ResNet
 from mrcnn_lite.modeling.mask_rcnn import IMAGENET_MEAN, IMAGENET_STD
-from mrcnn_lite.provenance import git_commit, seed_everything
+from mrcnn_lite.provenance import cpu_name, git_commit, seed_everything
 
 __all__ = ["PretrainConfig", "Classifier", "pretrain", "evaluate_accuracy", "state_sha256", "trunk_path"]
 
@@ -188,7 +187,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
         "wall_s": round(record["wall_s"], 1),
         "cpu_s": round(record["cpu_s"], 1),
         "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "trunk_sha256": state_sha256(model.trunk.state_dict()),
         "commit": git_commit(),
     }
