@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -271,3 +272,28 @@ def test_bad_arguments() -> None:
         build_backbone("resnet18", "fpn", width=0)
     with pytest.raises(ValueError, match="divisible by 64"):
         build_backbone("resnext101_32x8d", "fpn", width=4)
+
+
+def test_classroom_fpn_pretrained_loads_the_committed_trunk_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preset names the committed trunk by a path from the checkout's top folder; built from another
+    working directory (a notebook runs in notebooks/), every trunk tensor is the file's float16 value, and
+    the preset is classroom_fpn plus exactly the paper's fine-tuning switches."""
+    from mrcnn_lite.config import get_config
+    from mrcnn_lite.config.classroom import PRETRAINED_TRUNK
+    from mrcnn_lite.modeling.build import build_model
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    cfg = get_config("classroom_fpn_pretrained")
+    assert not Path(cfg.model.weights_path).is_absolute() and not Path(cfg.model.weights_path).exists()
+    trunk = build_model(cfg, 7).backbone.body
+    state = torch.load(repo / PRETRAINED_TRUNK, weights_only=True)
+    body = trunk.state_dict()  # frozen BatchNorm keeps no step counter
+    assert set(body) == {k for k in state if not k.endswith("num_batches_tracked")}
+    for key, value in ((k, v) for k, v in state.items() if k in body):
+        assert torch.equal(body[key], value.to(body[key].dtype)), key
+    scratch = get_config("classroom_fpn", [f"model.weights_path={PRETRAINED_TRUNK}", "model.frozen_bn=true",
+                                           "model.freeze_at=2"])  # fmt: skip
+    assert (cfg.model, cfg.train, cfg.data) == (scratch.model, scratch.train, scratch.data)

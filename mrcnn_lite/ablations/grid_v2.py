@@ -7,7 +7,7 @@ What changes from the committed reproduction (:mod:`.grid`, ``results/table2.md`
   two trunk seeds per depth (``TRUNKS``). Fine-tuning seed ``s`` starts from trunk seed ``s % 2``, so the
   seeds' spread includes the trunk's.
 - **Every run end to end** from that trunk with the same schedule (the ``table2v2_*`` presets: stem and
-  res2 frozen, frozen BatchNorm, SGD), evaluated at every quarter of the schedule (``EVAL_POINTS``).
+  res2 frozen, frozen BatchNorm, AdamW), evaluated at every quarter of the schedule (``EVAL_POINTS``).
 - **The paper's settings**: C4 with 64 RoIs per image and 300 test proposals; the FCN mask head with 4 convs
   against MLPs 4x as wide (the paper's 1024 against 256); RoIAlign as the paper's (``aligned=False``), with
   detectron2's ``aligned=True`` as an extra row; RoIWarp as MNC defines it; 2b's softmax masks decoded by

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
-from mrcnn_lite.config.classroom import classroom_c4, classroom_c5, classroom_fpn
+from mrcnn_lite.config.classroom import classroom_c4, classroom_c5, classroom_fpn, classroom_fpn_pretrained
 from mrcnn_lite.config.coco import coco_r50_c4, coco_r50_fpn, coco_r101_fpn, coco_x101_fpn
 from mrcnn_lite.config.schema import Config, ConfigError
 from mrcnn_lite.config.table2 import (
@@ -30,6 +30,7 @@ from mrcnn_lite.config.validation import validate
 
 PRESETS: dict[str, Callable[[], Config]] = {
     "classroom_fpn": classroom_fpn,
+    "classroom_fpn_pretrained": classroom_fpn_pretrained,
     "classroom_c4": classroom_c4,
     "classroom_c5": classroom_c5,
     "coco_r50_c4": coco_r50_c4,

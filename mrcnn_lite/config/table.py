@@ -28,10 +28,13 @@ def num_classes(cfg: Config) -> int:
 def parameter_count(cfg: Config) -> int:
     """The model's trainable and frozen parameters (``nn.Parameter``s), built on the meta device (no memory,
     no weights file read)."""
+    from dataclasses import replace
+
     import torch
 
     from mrcnn_lite.modeling.build import build_model
 
+    cfg = replace(cfg, model=replace(cfg.model, weights_path=None))  # the count needs no weights
     with torch.device("meta"):
         model = build_model(cfg, num_classes(cfg))
     return sum(p.numel() for p in model.parameters())

@@ -73,11 +73,16 @@ def _v2(base: Config, name: str, **model: object) -> Config:
 
 
 def v2_schedule(base: Config) -> TrainConfig:
-    """Fine-tuning: 600 iterations of 2 images, SGD with momentum (the paper's optimizer) at lr 0.01, a
-    100-iteration linear warm-up and lr x0.1 at iteration 450; a checkpoint at every quarter, where the grid
-    evaluates AP (its learning curves)."""
+    """Fine-tuning: 600 iterations of 2 images, AdamW at lr 1e-3 (as the classroom presets), a 100-iteration
+    linear warm-up and lr x0.1 at iteration 450; a checkpoint at every quarter, where the grid evaluates AP
+    (its learning curves).
+
+    The paper fine-tunes with SGD (momentum 0.9, lr 0.02 for 16 images). Over a schedule this short, SGD at
+    lr 0.01 and 0.03 left R18-FPN's masks at 7.8 and 10.5 AP where AdamW reached 14.9 at the same box AP
+    (``docs/table2_v2_design.md``): masks near the 5-AP floor would make the mask claims inconclusive, so
+    every row uses AdamW; the optimizer is the same for all rows, as the paper's is."""
     return replace(
-        base.train, optimizer="sgd", base_lr=0.01, reference_batch_size=None, momentum=0.9,
+        base.train, optimizer="adamw", base_lr=0.001, reference_batch_size=None, momentum=0.9,
         weight_decay=1e-4, max_iter=600, lr_schedule="step", steps=(450,), warmup_iters=100,
         warmup_factor=0.01, clip_grad_norm=10.0, checkpoint_period=150, eval_period=150,
     )  # fmt: skip

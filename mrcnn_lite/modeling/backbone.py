@@ -134,14 +134,29 @@ class ResNet(nn.Module):
         return out
 
 
+def _resolve(path: Path) -> Path:
+    """A relative ``path`` that is not found from the working directory is taken from the checkout's top
+    folder: presets name committed trunks that way (``results/table2_v2/trunks/...``), and notebooks run
+    from ``notebooks/``."""
+    if path.is_absolute() or path.is_file():
+        return path
+    from mrcnn_lite.provenance import repo_root
+
+    try:
+        return repo_root() / path
+    except FileNotFoundError:
+        return path
+
+
 def load_imagenet_weights(trunk: ResNet, weights_path: str | Path) -> None:
     """Load a trunk ``state_dict`` file (torchvision's layout) into ``trunk``, dropping ``fc.*``.
 
     Usually torchvision's ImageNet checkpoint (width 64); any width loads when the file was saved from a
     trunk of that width (e.g. the shared trunk of the Table 2 ablations, :mod:`mrcnn_lite.ablations`).
-    Strict otherwise: every trunk key must be present with the same shape. Only ever a local file.
+    Strict otherwise: every trunk key must be present with the same shape. Only ever a local file; a
+    relative path not found from the working directory is read from the checkout's top folder.
     """
-    path = Path(weights_path)
+    path = _resolve(Path(weights_path))
     if not path.is_file():
         raise FileNotFoundError(
             f"backbone weights file not found: {str(path)!r} (a torchvision {trunk.depth} state_dict saved "
