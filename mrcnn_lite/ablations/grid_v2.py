@@ -192,7 +192,7 @@ GRIDS_V2: dict[str, GridV2] = {
     for g in (
         GridV2("cpu", None, 4, None, 100, "every run, 4 fine-tuning seeds (trunk seeds 0, 1, 0, 1), 800 "
                "iterations each, AP on the first 100 val images at 400, 600 and 800"),
-        GridV2("quick", ("c5_align", "c5_pool"), 3, None, 100, "a class's lab (about 20 min on 2 CPU cores): "
+        GridV2("quick", ("c5_align", "c5_pool"), 3, None, 100, "a class's lab (20 min on 2 CPU cores): "
                "RoIAlign against RoIPool at stride 32 (2d), seeds 0-2 of the cpu grid's C5 runs"),
         GridV2("smoke", ("c4_align", "c4_softmax", "fpn_fcn"), 1, 4, 8, "CI: a few iterations and 8 val "
                "images, to check the path end to end"),
